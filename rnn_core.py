@@ -1,0 +1,27 @@
+"""A character-level vanilla RNN trained with backpropagation through time and AdaGrad.
+
+This is the module the notebook imports. The code lives in the `charrnn` package, one file per
+concern; everything a user needs is re-exported here, so `import rnn_core` is all it takes.
+
+Dimension letters: T steps in a sequence, K characters in the vocabulary, m hidden units.
+
+Command line: `python -m rnn_core train | sample | gradcheck | corpus` (each takes --help).
+"""
+from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
+                          corpus_from_text, load_corpus)
+from charrnn.model import (PARAM_NAMES, gradcheck, hidden_states, init_params, loss_and_grads,
+                           loss_and_grads_steps, numerical_grads, relative_error, rnn_backward,
+                           rnn_backward_steps, rnn_forward, rnn_forward_steps, sampling_probs,
+                           sequence_loss, softmax, step_backward, step_forward, synthesize)
+from charrnn.optim import adagrad_init, adagrad_step, clip_grads
+from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint,
+                           new_run, random_streams, run_key, save_checkpoint, train)
+
+__all__ = [name for name in dir() if not name.startswith("_")]
+
+if __name__ == "__main__":
+    import sys
+
+    from charrnn.cli import main
+
+    sys.exit(main())
