@@ -24,6 +24,7 @@ import rnn_core as rc  # noqa: E402
 FORMS = {  # name: (description, config changes)
     "steps": ("per-step textbook numpy", dict(backend="steps")),
     "numpy": ("vectorised numpy", dict(backend="numpy")),
+    "numba": ("fused numba kernel", dict(backend="numba")),
 }
 
 

@@ -14,7 +14,7 @@ from charrnn.model import (PARAM_NAMES, gradcheck, hidden_states, init_params, l
                            rnn_backward_steps, rnn_forward, rnn_forward_steps, sampling_probs,
                            sequence_loss, softmax, step_backward, step_forward, synthesize)
 from charrnn.optim import adagrad_init, adagrad_step, clip_grads
-from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint,
+from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint, resolve_backend,
                            new_run, random_streams, run_key, save_checkpoint, train)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eta", type=_positive_float, default=d.eta, help="learning rate (default: %(default)s)")
     t.add_argument("--seq-length", type=_positive_int, default=d.seq_length, help="characters per sequence (default: %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
-    t.add_argument("--backend", choices=["numpy", "steps"], default=d.backend,
-                   help="vectorised numpy form or the textbook per-step form (default: %(default)s)")
+    t.add_argument("--backend", choices=["auto", "numba", "numpy", "steps"], default=d.backend,
+                   help="fused numba kernel, vectorised numpy, or textbook per-step form; auto = numba if it compiles (default: %(default)s)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="synthesise text from a checkpoint",

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import zipfile
@@ -39,7 +40,7 @@ class Config:
     sample_every: int = 10_000  # updates between training samples (0: no samples)
     sample_until: int = 100_000  # no training samples after this update
     sample_length: int = 200  # characters per training sample
-    backend: str = "numpy"  # "numpy": vectorised loss_and_grads; "steps": the textbook per-step form
+    backend: str = "auto"  # "numba": fused kernel; "numpy": vectorised form; "steps": textbook form; "auto": numba if it runs
     checkpoint_seconds: float = 60.0  # seconds between checkpoints while training (when a path is given)
 
     def __post_init__(self):
@@ -71,7 +72,16 @@ class Config:
 # Fields that only say how long to run or how often to save: a run may be resumed with other values.
 RUN_LENGTH_FIELDS = ("epochs", "max_updates", "checkpoint_seconds")
 
-BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps}
+BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps, "numba": None, "auto": None}
+
+
+def resolve_backend(backend: str) -> str:
+    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay."""
+    if backend != "auto":
+        return backend
+    from . import kernel
+
+    return "numba" if kernel.available() else "numpy"
 
 
 def random_streams(seed: int) -> dict:
@@ -125,6 +135,7 @@ class Run:
 
 
 def new_run(corpus: Corpus, config: Config) -> Run:
+    config = config.replace(backend=resolve_backend(config.backend))
     T = config.seq_length
     if len(corpus.data) < T + 1:
         raise RNNError(f"corpus has {len(corpus.data)} characters; seq_length {T} needs at least {T + 1}")
@@ -198,41 +209,38 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
         run.config = check_resume_config(run.config, config)
     check_corpus(run, corpus)
     c = run.config
-    grad_fn = BACKENDS[c.backend]
-    data, T, N = corpus.data, c.seq_length, len(corpus.data)
+    use_kernel = c.backend == "numba" and _kernel_usable()
     target = run.target_updates()
     run.loss, run.smooth_history = _grow(run.loss, target), _grow(run.smooth_history, target)
+    if run.best_params is None:
+        run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
     bar = _progress_bar(run, progress)
     t_start, t_saved = time.perf_counter(), time.perf_counter()
     seconds0 = run.seconds
     with _StopFlag() as stop:
         while not run.finished and not stop.requested:
-            e, u = run.pos, run.update
-            X, Y = data[e: e + T], data[e + 1: e + T + 1]
-            if c.sample_every and u % c.sample_every == 0 and u <= c.sample_until:
-                text = run.vocab.decode(synthesize(run.params, run.hprev, X[0], c.sample_length,
+            u = run.update
+            sampled = c.sample_every and u % c.sample_every == 0 and u <= c.sample_until
+            if sampled:
+                x0 = corpus.data[run.pos]
+                text = run.vocab.decode(synthesize(run.params, run.hprev, x0, c.sample_length,
                                                    run.rngs["sample"]))
                 run.samples.append({"update": u, "smooth_loss": None, "text": text})
-            loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at update {u} (epoch {run.epoch + 1}, "
-                                       f"position {e}); try a smaller eta")
-            run.smooth_loss = loss if u == 0 else c.smooth * run.smooth_loss + (1 - c.smooth) * loss
-            run.loss[u], run.smooth_history[u] = loss, run.smooth_loss
-            if run.samples and run.samples[-1]["update"] == u:
-                run.samples[-1]["smooth_loss"] = run.smooth_loss
-            if run.smooth_loss < run.best_smooth:
-                run.best_smooth, run.best_update = run.smooth_loss, u
-                run.best_params = {k: v.copy() for k, v in run.params.items()}
-            adagrad_step(run.params, clip_grads(grads, c.clip), run.opt_state, c.eta, c.eps)
-            run.hprev = h_last
-            run.pos, run.update = e + T, u + 1
-            if run.pos + T + 1 > N:  # fewer than T+1 characters left: the epoch is over
-                run.epoch, run.pos, run.hprev = run.epoch + 1, 0, np.zeros(c.m)
+            n = target - u
+            if c.sample_every and u < c.sample_until:
+                n = min(n, c.sample_every - u % c.sample_every)
+            if callback is not None:
+                n = 1
+            if use_kernel:
+                _kernel_updates(run, corpus.data, min(n, 2000))
+            else:
+                _numpy_updates(run, corpus.data, min(n, 200))
+            if sampled:
+                run.samples[-1]["smooth_loss"] = float(run.smooth_history[u])
             if bar is not None:
-                bar.update(1)
-                if u % 500 == 0:
-                    bar.set_postfix(epoch=run.epoch + 1, smooth_loss=f"{run.smooth_loss:.2f}", refresh=False)
+                bar.update(run.update - u)
+                bar.set_postfix(epoch=min(run.epoch + 1, c.epochs), smooth_loss=f"{run.smooth_loss:.2f}",
+                                refresh=False)
             if callback is not None and callback(run):
                 break
             if checkpoint is not None and time.perf_counter() - t_saved > c.checkpoint_seconds:
@@ -247,6 +255,71 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     return run
 
 
+def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
+    """n updates with the numpy forms (`loss_and_grads` or the textbook one): the reference loop."""
+    c = run.config
+    grad_fn = BACKENDS.get(c.backend) or loss_and_grads  # numba that cannot run: the numpy form
+    T, N = c.seq_length, len(data)
+    for _ in range(n):
+        e, u = run.pos, run.update
+        X, Y = data[e: e + T], data[e + 1: e + T + 1]
+        loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
+        if not math.isfinite(loss):
+            _diverged(run, loss)
+        run.smooth_loss = loss if u == 0 else c.smooth * run.smooth_loss + (1 - c.smooth) * loss
+        run.loss[u], run.smooth_history[u] = loss, run.smooth_loss
+        if run.smooth_loss < run.best_smooth:
+            run.best_smooth, run.best_update = run.smooth_loss, u
+            for k, v in run.params.items():
+                run.best_params[k][...] = v
+        adagrad_step(run.params, clip_grads(grads, c.clip), run.opt_state, c.eta, c.eps)
+        run.hprev = h_last
+        run.pos, run.update = e + T, u + 1
+        if run.pos + T + 1 > N:  # fewer than T+1 characters left: the epoch is over
+            run.epoch, run.pos, run.hprev = run.epoch + 1, 0, np.zeros(c.m)
+
+
+def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
+    """n updates with the fused numba kernel; the same loop as `_numpy_updates`, compiled."""
+    from . import kernel
+
+    c = run.config
+    p, G, B = run.params, run.opt_state["G"], run.best_params
+    istate = np.array([run.update, run.epoch, run.pos, run.best_update, 0], dtype=np.int64)
+    fstate = np.array([run.smooth_loss, run.best_smooth])
+    hprev = np.array(run.hprev, dtype=np.float64)  # (m,) updated in place
+    kernel.run_updates(*(p[k] for k in PARAM_NAMES), *(G[k] for k in PARAM_NAMES),
+                       *(B[k] for k in PARAM_NAMES), data, hprev, run.loss, run.smooth_history,
+                       istate, fstate, n, c.seq_length, c.eta, c.eps, c.clip, c.smooth)
+    run.update, run.epoch, run.pos, run.best_update = (int(v) for v in istate[:4])
+    run.smooth_loss, run.best_smooth = float(fstate[0]), float(fstate[1])
+    run.hprev = hprev
+    if istate[4] != kernel.OK:
+        X, Y = data[run.pos: run.pos + c.seq_length], data[run.pos + 1: run.pos + c.seq_length + 1]
+        _diverged(run, loss_and_grads(run.params, X, Y, run.hprev)[0])
+
+
+def _diverged(run: Run, loss: float):
+    raise TrainingDiverged(f"loss became {loss} at update {run.update} (epoch {run.epoch + 1}, "
+                           f"position {run.pos}); try a smaller eta")
+
+
+_NOTICE_SHOWN = False
+
+
+def _kernel_usable() -> bool:
+    """Whether the numba kernel runs here; says once, in one line, when it does not."""
+    global _NOTICE_SHOWN
+    from . import kernel
+
+    if kernel.available():
+        return True
+    if not _NOTICE_SHOWN:
+        print(f"notice: {kernel.unavailable_reason()}; training with the numpy form instead", file=sys.stderr)
+        _NOTICE_SHOWN = True
+    return False
+
+
 def check_corpus(run: Run, corpus: Corpus) -> None:
     """Refuse a corpus that is not the one the run was trained on."""
     if corpus.vocab.chars != run.vocab.chars:
@@ -258,6 +331,8 @@ def check_corpus(run: Run, corpus: Corpus) -> None:
 
 
 def check_resume_config(old: Config, new: Config) -> Config:
+    if new.backend == "auto":
+        new = new.replace(backend=old.backend)
     differ = [f.name for f in dataclasses.fields(Config)
               if f.name not in RUN_LENGTH_FIELDS and getattr(old, f.name) != getattr(new, f.name)]
     if differ:
@@ -369,6 +444,7 @@ def load_checkpoint(path) -> Run:
 # ----------------------------------------------------------------------------- run cache
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content and every config field that changes the result."""
+    config = config.replace(backend=resolve_backend(config.backend))
     fields = {k: v for k, v in json.loads(config.to_json()).items() if k not in RUN_LENGTH_FIELDS}
     blob = json.dumps({"corpus": corpus.sha256, "config": fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
