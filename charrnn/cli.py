@@ -10,7 +10,7 @@ import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus
 from .model import gradcheck, hidden_states, init_params, synthesize
-from .train import Config, check_corpus, check_resume_config, load_checkpoint, train
+from .train import Config, check_corpus, check_resume_config, load_checkpoint, new_run, train
 
 PROG = "python -m rnn_core"
 
@@ -117,9 +117,11 @@ def cmd_train(a) -> int:
             print(f"resuming {out} at update {run.update} (epoch {run.epoch + 1})", file=sys.stderr)
         elif not a.force:
             raise RNNError(f"{out} exists: pass --resume to continue it or --force to overwrite it")
+    if run is None:
+        run = new_run(corpus, config)  # compiles (or loads) the kernel: before Ctrl-C is caught
     print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}"
-          + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else ""),
-          file=sys.stderr)
+          + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else "")
+          + f"; training with the {run.config.backend} backend", file=sys.stderr)
     run = train(corpus, config, run=run, checkpoint=out, progress=False if a.no_progress else None)
     if not run.finished:
         print(f"interrupted at update {run.update}; checkpoint saved to {out} "

@@ -53,8 +53,9 @@ def test_train_sample_gradcheck_end_to_end(corpus_file, tmp_path):
     assert all(float(r[2]) < 1e-6 for r in rows)
 
 
-def test_ctrl_c_saves_and_resume_ends_where_the_uninterrupted_run_ends(corpus_file, tmp_path):
-    args = ["--data", corpus_file, "--max-updates", 8000, "--epochs", 100, *SMALL]
+@pytest.mark.parametrize("backend, updates", [("numpy", 8000), ("auto", 120_000)])
+def test_ctrl_c_saves_and_resume_ends_where_the_uninterrupted_run_ends(corpus_file, tmp_path, backend, updates):
+    args = ["--data", corpus_file, "--max-updates", updates, "--epochs", 10**6, "--backend", backend, *SMALL]
     ref = tmp_path / "ref.npz"
     cli("train", *args, "--out", ref, check=0)
     out = tmp_path / "int.npz"
@@ -76,7 +77,7 @@ def test_ctrl_c_saves_and_resume_ends_where_the_uninterrupted_run_ends(corpus_fi
         for key in ("loss", "smooth_loss", "params/U", "params/W", "params/V", "params/b", "params/c",
                     "best/W", "opt/G/W", "hprev"):
             assert np.array_equal(a[key], b[key]), key
-    assert n_interrupted == 8000
+    assert n_interrupted == updates
 
 
 def test_bad_inputs_get_one_line_and_a_nonzero_exit(corpus_file, tmp_path):
