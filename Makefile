@@ -12,7 +12,7 @@ OUT ?= runs/model.npz
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data test train sample gradcheck report bench clean
+.PHONY: help venv data test train sample gradcheck report pdf-deps bench clean
 
 help:  ## list the targets
 	@echo "make <target>   (variables: DATA=path/to/corpus.txt EPOCHS=$(EPOCHS) OUT=$(OUT))"
@@ -43,11 +43,24 @@ sample: $(STAMP)  ## 1000 characters from the checkpoint OUT
 gradcheck: $(STAMP) $(CORPUS)  ## gradient check table on DATA (m = 5)
 	$(PY) -m rnn_core gradcheck --data $(DATA)
 
-report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb and render report/assignment4.html
+QUICK ?= 0
+PDF_TOOLS := pandoc xelatex
+report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb, render report/assignment4.html and .pdf (QUICK=1: tiny runs)
 	@mkdir -p report
-	RNN_DATA=$(DATA) RNN_PROGRESS=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_PROGRESS=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=-1 --output-dir report --output assignment4.ipynb assignment4.ipynb
+	$(PY) -c "import nbformat as n, datetime as d; p='report/assignment4.ipynb'; nb=n.read(p, 4); \
+		nb.metadata['date'] = d.date.today().strftime('%d %B %Y'); n.write(nb, p)"
 	$(VENV)/bin/jupyter nbconvert --to html --output-dir report report/assignment4.ipynb
+	@if command -v pandoc >/dev/null && command -v xelatex >/dev/null; then \
+		$(VENV)/bin/jupyter nbconvert --to pdf --output-dir report report/assignment4.ipynb \
+			--TagRemovePreprocessor.enabled=True --TagRemovePreprocessor.remove_cell_tags='["title"]'; \
+	else echo "report: no PDF (pandoc and xelatex missing): 'make pdf-deps' installs them on Debian; the HTML is in report/"; fi
+
+pdf-deps:  ## install the PDF tools on Debian (pandoc, xelatex, TeX packages nbconvert needs, poppler)
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pandoc texlive-xetex \
+		texlive-fonts-recommended texlive-plain-generic poppler-utils
 
 bench: $(STAMP) $(CORPUS)  ## training speed of each implementation, side by side
 	$(PY) bench.py

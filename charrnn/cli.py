@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus
-from .model import gradcheck, hidden_states, init_params, synthesize
+from .model import gradcheck_on_text, hidden_states, synthesize
 from .train import Config, check_corpus, check_resume_config, load_checkpoint, new_run, train
 
 PROG = "python -m rnn_core"
@@ -150,12 +150,7 @@ def cmd_sample(a) -> int:
 def cmd_gradcheck(a) -> int:
     corpus = _corpus(a.data, a.seq_length)
     T = a.seq_length
-    rng = np.random.default_rng(a.seed)
-    params = init_params(corpus.vocab.K, a.m, rng, a.sig)
-    for k in ("b", "c"):  # non-zero biases so their gradients are exercised fully
-        params[k] = rng.standard_normal(params[k].shape) * a.sig
-    X, Y = corpus.data[:T], corpus.data[1:T + 1]
-    table = gradcheck(params, X, Y, h=a.step, n_spot=a.spot, rng=rng)
+    table = gradcheck_on_text(corpus.data, corpus.vocab.K, a.m, T, a.sig, a.step, n_spot=a.spot, seed=a.seed)
     print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, float64")
     print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}")
     for name, row in table.items():

@@ -214,6 +214,20 @@ def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor:
     return table
 
 
+def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float = 0.01, h: float = 1e-4,
+                      floor: float = 1e-6, n_spot: int | None = None, seed: int = 0) -> dict:
+    """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0, float64.
+
+    U, W, V and (unlike at initialisation) b and c are drawn N(0, sig^2) from `seed`, so that every
+    gradient entry is exercised. Returns the table of `gradcheck`.
+    """
+    rng = np.random.default_rng(seed)
+    params = init_params(K, m, rng, sig)
+    params["b"] = rng.standard_normal(m) * sig
+    params["c"] = rng.standard_normal(K) * sig
+    return gradcheck(params, data[:T], data[1:T + 1], np.zeros(m), h=h, floor=floor, n_spot=n_spot, rng=rng)
+
+
 # ----------------------------------------------------------------------------- sampling
 def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
     """Run the recurrence over `indices` from h0; returns every hidden state, shape (len+1, m)."""

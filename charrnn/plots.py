@@ -1,0 +1,113 @@
+"""Figures and text layout for the report. Every function takes what it shows as arguments."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+
+def save_figure(fig, name: str, folder="figures") -> list:
+    """Save `fig` as figures/<name>.png (150 dpi) and .pdf; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = folder / f"{name}.{ext}"
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000):
+    """Smooth loss against updates, epoch boundaries dotted, optionally the best point marked.
+
+    Long histories are thinned to about `max_points` points (every k-th update) for drawing only.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.6))
+    s = run.smooth_losses
+    step = max(1, len(s) // max_points)
+    x = np.arange(0, len(s), step)
+    ax.plot(x, s[::step], lw=1.2, color="C0", label="smooth loss")
+    per = run.updates_per_epoch
+    for e in range(1, int(np.ceil(len(s) / per))):
+        ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
+    if mark_best and run.best_update >= 0:
+        ax.plot(run.best_update, run.best_smooth, "o", color="C3",
+                label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
+    ax.set_xlabel(f"update (dotted lines: epoch boundaries, {per:,} updates each)")
+    ax.set_ylabel(f"smooth loss (nats per {run.config.seq_length} characters)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def format_samples(samples, width=96) -> str:
+    """Training samples as plain text: a header line per sample, then its text, lines wrapped."""
+    blocks = []
+    for s in samples:
+        head = f"--- update {s['update']:,}   smooth loss {s['smooth_loss']:.2f} ---"
+        blocks.append(head + "\n" + wrap_text(s["text"], width))
+    return "\n\n".join(blocks)
+
+
+def wrap_text(text: str, width=96) -> str:
+    """Wrap each line of `text` at `width` columns (so long lines fit a printed page)."""
+    return "\n".join(textwrap.fill(line, width, drop_whitespace=False, replace_whitespace=False) or ""
+                     for line in text.split("\n"))
+
+
+def known_word_fraction(text: str, corpus_text: str) -> float:
+    """Share of the words (runs of letters) of `text` that occur as words in `corpus_text`."""
+    import re
+
+    words = re.findall(r"[A-Za-z]+", text)
+    if not words:
+        return 0.0
+    vocab = set(re.findall(r"[A-Za-z]+", corpus_text))
+    return sum(w in vocab for w in words) / len(words)
+
+
+def markdown_table(header, rows, align=None) -> str:
+    """A Markdown table; `align` is a string of 'l'/'r' per column (default: first l, others r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    lines = ["| " + " | ".join(map(str, header)) + " |", rule]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def gradcheck_markdown(checks: dict) -> str:
+    """One row per gradient, one column per check: {label: table of `gradcheck`} -> Markdown.
+
+    Each cell is the maximum relative error; the last column gives the maximum absolute error of
+    the last check."""
+    labels = list(checks)
+    last = checks[labels[-1]]
+    header = ["gradient"] + [f"max rel. error, {lab}" for lab in labels] + [f"max abs. error, {labels[-1]}"]
+    rows = [[f"d{name}"] + [f"{checks[lab][name]['max_rel']:.1e}" for lab in labels] + [f"{last[name]['max_abs']:.1e}"]
+            for name in last]
+    return markdown_table(header, rows)
+
+
+def plot_samples(samples, ncols=2, width=52, fontsize=7.2):
+    """The training samples as a grid of monospace text panels, for comparison at a glance."""
+    import matplotlib.pyplot as plt
+
+    n = len(samples)
+    nrows = max(1, -(-n // ncols))
+    wrapped = [wrap_text(s["text"], width) for s in samples]
+    lines = max(w.count("\n") + 1 for w in wrapped)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.9 * ncols, (lines * 0.125 + 0.45) * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, s, text in zip(axes.flat, samples, wrapped):
+        ax.set_title(f"update {s['update']:,}   smooth loss {s['smooth_loss']:.1f}", fontsize=8.5, loc="left")
+        ax.text(0, 1, text, family="monospace", fontsize=fontsize, va="top", ha="left", transform=ax.transAxes)
+    fig.tight_layout()
+    return fig
