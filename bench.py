@@ -1,17 +1,23 @@
-"""`make bench`: training speed of the implementations, measured side by side in one run.
+"""`make bench`: training speed and quality at equal wall time, measured side by side in one run.
 
-Each form trains for the same number of updates on the default corpus (m = 100, T = 25, batch 1,
-float64, one BLAS thread). The forms take turns, several rounds, and the median of each is
-reported, so a noisy neighbour on the machine affects them all alike. Results go to
-runs/bench.json as well.
+Speed: each form trains for a fixed number of updates on the default corpus (m = 100, T = 25,
+float64, one BLAS thread everywhere). The forms take turns for several rounds and the median of
+each is reported, so a noisy neighbour on the machine affects them all alike. PyTorch rows appear
+when torch is installed (`pip install torch==2.13.0` takes the CPU wheel on this machine's disk).
+
+Quality: with the last 5% of the corpus held out, each mode trains for the same wall-clock budget
+and is scored on the held-out text in nats and bits per character.
+
+Results also go to runs/bench.json.
 """
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"  # batch 1 is latency-bound: a second BLAS thread only adds overhead
+    os.environ.setdefault(_var, "1")  # batch 1 is latency-bound: a second BLAS thread only adds overhead
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -21,54 +27,180 @@ import numpy as np  # noqa: E402
 
 import rnn_core as rc  # noqa: E402
 
-FORMS = {  # name: (description, config changes)
-    "steps": ("per-step textbook numpy", dict(backend="steps")),
-    "numpy": ("vectorised numpy", dict(backend="numpy")),
-    "numba": ("fused numba kernel", dict(backend="numba")),
-}
+M, T = 100, 25
 
 
-def time_form(corpus, changes, updates):
-    cfg = rc.Config(m=100, seq_length=25, sample_every=0, max_updates=updates, epochs=1, **changes)
-    t0 = time.perf_counter()
-    run = rc.train(corpus, cfg, progress=False)
-    dt = time.perf_counter() - t0
-    assert run.update == updates
-    return updates / dt
+# ----------------------------------------------------------------------------- the forms timed
+def numpy_form(**changes):
+    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds."""
+    def run(corpus, updates):
+        cfg = rc.Config(m=M, seq_length=T, sample_every=0, max_updates=updates, epochs=10**6, **changes)
+        t0 = time.perf_counter()
+        r = rc.train(corpus, cfg, progress=False)
+        dt = time.perf_counter() - t0
+        assert r.update == updates
+        return dt
+    return run
+
+
+def torch_form(B):
+    """The same network in PyTorch: nn.RNN (tanh) + Linear, one-hot inputs, float64, summed loss
+    per sequence averaged over the batch, Adagrad (lr 0.1), gradient values clipped to [-5, 5],
+    hidden state carried between updates."""
+    import torch
+
+    def run(corpus, updates):
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        K = corpus.vocab.K
+        rnn = torch.nn.RNN(K, M, nonlinearity="tanh", batch_first=True).double()
+        out = torch.nn.Linear(M, K).double()
+        params = list(rnn.parameters()) + list(out.parameters())
+        opt = torch.optim.Adagrad(params, lr=0.1, eps=1e-8)
+        data = torch.from_numpy(corpus.data)
+        R = rc.stream_length(len(corpus.data), B)
+        window = (torch.arange(B)[:, None] * (R - 1) + torch.arange(T))  # (B,T)
+        eye = torch.eye(K, dtype=torch.float64)
+        h = torch.zeros(1, B, M, dtype=torch.float64)
+        e = 0
+        t0 = time.perf_counter()
+        for _ in range(updates):
+            if e + T + 1 > R:
+                e, h = 0, torch.zeros(1, B, M, dtype=torch.float64)
+            X, Y = data[window + e], data[window + e + 1]
+            hs, h_last = rnn(eye[X], h)
+            loss = torch.nn.functional.cross_entropy(out(hs).reshape(B * T, K), Y.reshape(-1), reduction="sum") / B
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(params, 5.0)
+            opt.step()
+            h, e = h_last.detach(), e + T
+        return time.perf_counter() - t0
+    return run
+
+
+def forms(with_torch):
+    rows = [  # name, batch size, timing function, updates per timing (relative to --updates)
+        ("per-step textbook numpy", 1, numpy_form(backend="steps"), 1.0),
+        ("vectorised numpy", 1, numpy_form(backend="numpy"), 2.0),
+        ("fused numba kernel", 1, numpy_form(backend="numba"), 8.0),
+        ("mini-batch numpy, B = 8", 8, numpy_form(batch_size=8), 1.0),
+        ("mini-batch numpy, B = 32", 32, numpy_form(batch_size=32), 0.5),
+        ("mini-batch numpy, B = 128", 128, numpy_form(batch_size=128), 0.2),
+    ]
+    if with_torch:
+        rows += [("PyTorch nn.RNN, B = 1", 1, torch_form(1), 1.0),
+                 ("PyTorch nn.RNN, B = 32", 32, torch_form(32), 0.5)]
+    return rows
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def flops_per_char(m, K, B):
+    """Floating-point operations per character of forward + backward, plus the AdaGrad update
+    (about 6 per parameter: square, add, add eps, sqrt, divide, multiply-subtract) spread over the
+    T*B characters of one update. Multiply-adds count 2."""
+    forward = 2 * m * m + 2 * K * m + 2 * m + 4 * m + 2 * K + 4 * K  # W h, V h, biases, tanh, softmax
+    backward = 2 * K * m * 2 + 2 * m * m * 2 + 4 * m + 2 * K + m  # V^T g_o, dV, W^T g_a, dW, tanh', dc, db, dU
+    params = m * K + m * m + K * m + m + K
+    return forward + backward + 6 * params / (T * B)
+
+
+def matmul_gflops(n=1500, repeats=3):
+    a = np.random.default_rng(0).standard_normal((n, n))
+    b = np.random.default_rng(1).standard_normal((n, n))
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+# ----------------------------------------------------------------------------- quality
+def quality(corpus, budget, seeds):
+    train, held = corpus.split(0.05)
+    modes = [  # label, config changes, seeds
+        ("per-step textbook numpy, B = 1, eta 0.1", dict(backend="steps"), seeds[:1]),
+        ("fused numba kernel, B = 1, eta 0.1", dict(backend="numba"), seeds[:1]),
+        ("mini-batch numpy, B = 32, eta 0.05", dict(batch_size=32, eta=0.05), seeds),
+    ]
+    rows = []
+    for label, changes, mode_seeds in modes:
+        for seed in mode_seeds:
+            cfg = rc.Config(m=M, seq_length=T, sample_every=0, epochs=10**6, seed=seed, **changes)
+            run = rc.train(train, cfg, progress=False, time_limit=budget)
+            val = rc.evaluate_loss(run.params, held)
+            rows.append({"mode": label, "seed": seed, "updates": run.update,
+                         "characters": run.update * T * cfg.batch_size, "seconds": run.seconds,
+                         "val_nats": val, "val_bits": val / math.log(2)})
+            print(f"  {label:<42} seed {seed}: {run.update:>9,} updates {rows[-1]['characters']:>12,} chars "
+                  f"{val:.3f} nats/char ({val / math.log(2):.3f} bits)", flush=True)
+    return rows
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--updates", type=int, default=2000, help="updates per timing (default: %(default)s)")
+    ap.add_argument("--updates", type=int, default=1500, help="updates of the per-step form per timing (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of taking turns (default: %(default)s)")
-    ap.add_argument("--data", default=str(rc.DEFAULT_CORPUS), help="corpus (default: the Shakespeare corpus)")
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds per mode in the quality table (0: skip it)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="seeds of the quality table (default: 1 2)")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     ap.add_argument("--out", default="runs/bench.json", help="JSON results (default: %(default)s)")
     a = ap.parse_args()
-    if a.data == str(rc.DEFAULT_CORPUS):
-        rc.build_default_corpus()
-    corpus = rc.load_corpus(a.data)
-    T = 25
-    speeds = {name: [] for name in FORMS}
-    for name, (_, changes) in FORMS.items():  # warm-up, not timed
-        time_form(corpus, changes, 50)
+    corpus = rc.load_corpus(rc.build_default_corpus())
+    K = corpus.vocab.K
+    try:
+        import torch  # noqa: F401
+        with_torch = not a.no_torch
+        torch_version = torch.__version__
+    except ImportError:
+        with_torch, torch_version = False, None
+    table = forms(with_torch)
+    for _, _, fn, _ in table:  # warm-up (compilation, caches), not timed
+        fn(corpus, 20)
+    seconds = {name: [] for name, *_ in table}
     for _ in range(a.rounds):
-        for name, (_, changes) in FORMS.items():
-            speeds[name].append(time_form(corpus, changes, a.updates))
-    base = statistics.median(speeds["steps"])
-    print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}; "
-          f"m = 100, T = {T}, batch 1, float64, 1 BLAS thread; {a.updates} updates x {a.rounds} rounds, median")
-    print(f"{'form':<28}{'updates/s':>12}{'chars/s':>12}{'vs per-step':>13}")
-    rows = []
-    for name, (desc, _) in FORMS.items():
-        med = statistics.median(speeds[name])
-        rows.append({"form": name, "description": desc, "updates_per_s": med, "chars_per_s": med * T,
-                     "ratio_vs_steps": med / base, "all_runs": speeds[name]})
-        print(f"{desc:<28}{med:>12,.0f}{med * T:>12,.0f}{med / base:>12.2f}x")
+        for name, B, fn, scale in table:
+            n = max(10, int(a.updates * scale))
+            seconds[name].append((n, fn(corpus, n)))
+    gflops = matmul_gflops()
+    print(f"default corpus: {len(corpus.data):,} characters, K = {K}; m = {M}, T = {T}, float64; "
+          f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds")
+    print(f"numpy {np.__version__}" + (f", torch {torch_version}" if torch_version else ", torch not installed")
+          + f"; matrix product (1500 x 1500, 1 thread): {gflops:.1f} GFLOP/s")
+    print(f"\n{'form':<28}{'updates/s':>11}{'chars/s':>12}{'vs per-step':>13}{'FLOP/char':>11}{'% of peak':>11}")
+    rows, base = [], None
+    for name, B, _, _ in table:
+        ups = statistics.median(n / s for n, s in seconds[name])
+        cps = ups * T * B
+        base = base or cps
+        fpc = flops_per_char(M, K, B)
+        peak_cps = gflops * 1e9 / fpc
+        rows.append({"form": name, "batch": B, "updates_per_s": ups, "chars_per_s": cps, "ratio": cps / base,
+                     "flop_per_char": fpc, "peak_chars_per_s": peak_cps})
+        print(f"{name:<28}{ups:>11,.0f}{cps:>12,.0f}{cps / base:>12.2f}x{fpc / 1e3:>10.1f}k{100 * cps / peak_cps:>10.1f}%")
+    print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s divided by the FLOP per character)")
+    result = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+              "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "speed": rows}
+    if a.budget > 0:
+        print(f"\nquality at equal wall time: {a.budget:.0f} s of training each, last 5% of the corpus held out")
+        q = quality(corpus, a.budget, a.seeds)
+        result["quality"] = q
+        by_mode = {}
+        for r in q:
+            by_mode.setdefault(r["mode"], []).append(r["val_nats"])
+        ref = statistics.mean(by_mode[q[0]["mode"]])
+        print(f"\n{'mode':<44}{'val nats/char':>14}{'bits/char':>11}{'vs per-step':>13}")
+        for mode, vals in by_mode.items():
+            mean = statistics.mean(vals)
+            spread = f" (seeds: {', '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else ""
+            print(f"{mode:<44}{mean:>14.3f}{mean / math.log(2):>11.3f}{mean - ref:>+13.3f}{spread}")
+        print("A single budgeted run per mode varies from seed to seed by about the spread shown for B = 32.")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
-                               "numpy": np.__version__, "cpus": os.cpu_count(), "rows": rows}, indent=1))
-    print(f"written {out}")
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nwritten {out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Command line: `python -m rnn_core train | sample | gradcheck | corpus` (each tak
 """
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
                           corpus_from_text, load_corpus)
-from charrnn.model import (PARAM_NAMES, gradcheck, gradcheck_on_text, hidden_states, init_params, loss_and_grads,
+from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_text, loss_and_grads_batch,
+                           rnn_backward_batch, rnn_forward_batch, hidden_states, init_params, loss_and_grads,
                            loss_and_grads_steps, numerical_grads, relative_error, rnn_backward,
                            rnn_backward_steps, rnn_forward, rnn_forward_steps, sampling_probs,
                            sequence_loss, softmax, step_backward, step_forward, synthesize)
@@ -17,7 +18,7 @@ from charrnn.plots import (format_samples, gradcheck_markdown, known_word_fracti
                            plot_smooth_loss, save_figure, wrap_text)
 from charrnn.optim import adagrad_init, adagrad_step, clip_grads
 from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint, resolve_backend,
-                           new_run, random_streams, run_key, save_checkpoint, train)
+                           new_run, random_streams, run_key, save_checkpoint, stream_length, train)
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eta", type=_positive_float, default=d.eta, help="learning rate (default: %(default)s)")
     t.add_argument("--seq-length", type=_positive_int, default=d.seq_length, help="characters per sequence (default: %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+                   help="sequences per update from evenly spaced streams; gradients averaged (default: %(default)s)")
     t.add_argument("--backend", choices=["auto", "numba", "numpy", "steps"], default=d.backend,
                    help="fused numba kernel, vectorised numpy, or textbook per-step form; auto = numba if it compiles (default: %(default)s)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,7 +109,8 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     corpus = _corpus(a.data, a.seq_length)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
-                    max_updates=a.max_updates, seed=a.seed, backend=a.backend)
+                    max_updates=a.max_updates, seed=a.seed, backend=a.backend,
+                    batch_size=a.batch_size)
     run = None
     if out.exists():
         if a.resume:

@@ -72,6 +72,16 @@ class Corpus:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def split(self, holdout: float) -> tuple["Corpus", np.ndarray]:
+        """(training corpus, held-out data): the last `holdout` fraction of the characters is held
+        out; both keep the vocabulary of the whole text."""
+        if not 0 < holdout < 1:
+            raise RNNError(f"holdout must be in (0, 1), got {holdout}")
+        n = int(round(len(self.data) * (1 - holdout)))
+        train = Corpus(text=self.text[:n], vocab=self.vocab, data=self.data[:n], path=self.path,
+                       crlf_normalised=self.crlf_normalised)
+        return train, self.data[n:]
+
     def stats(self) -> dict:
         return {
             "path": self.path,

@@ -151,6 +151,78 @@ def sequence_loss(params: dict, inputs, targets, hprev: np.ndarray) -> float:
     return float(rnn_forward(params, np.asarray(inputs), np.asarray(targets), hprev)[0])
 
 
+# ----------------------------------------------------------------------------- mini-batch form
+def rnn_forward_batch(params: dict, inputs: np.ndarray, targets: np.ndarray, hprev: np.ndarray):
+    """B sequences at once. inputs, targets: int (B,T); hprev: (B,m). Returns (summed loss, cache)."""
+    U, W, V = params["U"], params["W"], params["V"]
+    B, T = inputs.shape
+    A_in = U.T[inputs.T] + params["b"]  # (T,B,m) row x of U^T is column x of U
+    H = np.empty((T + 1, B, W.shape[0]))  # (T+1,B,m)
+    H[0] = hprev
+    for t in range(T):
+        H[t + 1] = np.tanh(A_in[t] + H[t] @ W.T)
+    P = softmax(H[1:] @ V.T + params["c"])  # (T,B,K)
+    tt, bb = np.meshgrid(np.arange(T), np.arange(B), indexing="ij")  # (T,B) each
+    loss = -np.log(P[tt, bb, targets.T]).sum()
+    return loss, (inputs, targets, H, P, tt, bb)
+
+
+def rnn_backward_batch(params: dict, cache) -> dict:
+    """BPTT for `rnn_forward_batch`: gradients of the loss summed over the B sequences."""
+    inputs, targets, H, P, tt, bb = cache
+    W, V = params["W"], params["V"]
+    T, B, m = H.shape[0] - 1, H.shape[1], W.shape[0]
+    K = V.shape[0]
+    G_o = P.copy()  # (T,B,K)
+    G_o[tt, bb, targets.T] -= 1.0
+    G_h_out = G_o @ V  # (T,B,m)
+    D = 1.0 - H[1:] * H[1:]  # (T,B,m)
+    G_a = np.empty_like(G_h_out)  # (T,B,m)
+    g_a = np.zeros((B, m))  # (B,m)
+    for t in reversed(range(T)):
+        g_a = (G_h_out[t] + g_a @ W) * D[t]
+        G_a[t] = g_a
+    Ga2, Go2 = G_a.reshape(T * B, m), G_o.reshape(T * B, K)  # (TB,m), (TB,K)
+    dU = np.zeros_like(params["U"])  # (m,K)
+    np.add.at(dU.T, inputs.T.reshape(-1), Ga2)
+    return {
+        "U": dU,
+        "W": Ga2.T @ H[:-1].reshape(T * B, m),
+        "V": Go2.T @ H[1:].reshape(T * B, m),
+        "b": Ga2.sum(axis=0),
+        "c": Go2.sum(axis=0),
+    }
+
+
+def loss_and_grads_batch(params: dict, inputs, targets, hprev: np.ndarray):
+    """Mini-batch loss and gradients, *averaged* over the B sequences (B = 1: `loss_and_grads`).
+
+    inputs, targets: int (B,T); hprev: (B,m). Returns (mean loss per sequence, mean grads,
+    h_last (B,m)). Averaging keeps the loss on the scale of one sequence (so smooth losses compare
+    with batch 1) and the clipping threshold meaning the same thing.
+    """
+    inputs, targets = np.asarray(inputs), np.asarray(targets)
+    B = inputs.shape[0]
+    loss, cache = rnn_forward_batch(params, inputs, targets, hprev)
+    grads = rnn_backward_batch(params, cache)
+    for g in grads.values():
+        g /= B
+    return float(loss) / B, grads, cache[2][-1].copy()
+
+
+def evaluate_loss(params: dict, data: np.ndarray, chunk: int = 4096) -> float:
+    """Mean loss in nats per character of predicting data[1:] from data[:-1], one pass with the
+    hidden state carried from h = 0 (no truncation). Forward only; the outputs go in chunks."""
+    H = hidden_states(params, np.zeros(params["W"].shape[0]), data[:-1])[1:]  # (N-1,m)
+    total = 0.0
+    for s in range(0, len(H), chunk):
+        o = H[s:s + chunk] @ params["V"].T + params["c"]  # (chunk,K)
+        o -= o.max(axis=1, keepdims=True)
+        logz = np.log(np.exp(o).sum(axis=1))
+        total += (logz - o[np.arange(len(o)), data[1 + s:1 + s + len(o)]]).sum()
+    return total / (len(data) - 1)
+
+
 # ----------------------------------------------------------------------------- gradient check
 def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
     """Centred differences (f(theta+h) - f(theta-h)) / 2h of `loss_fn(params)`.

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import Corpus, RNNError, Vocab
-from .model import PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_steps, synthesize
+from .model import (PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps,
+                    synthesize)
 from .optim import adagrad_init, adagrad_step, clip_grads
 
 CHECKPOINT_FORMAT = 1
@@ -30,6 +31,7 @@ class Config:
     m: int = 100  # hidden units
     eta: float = 0.1  # AdaGrad learning rate
     seq_length: int = 25  # T: characters per training sequence (BPTT length)
+    batch_size: int = 1  # B: sequences per update, from B evenly spaced streams (1: the exact algorithm)
     sig: float = 0.01  # standard deviation of the initial U, W, V
     epochs: int = 2  # passes through the corpus
     max_updates: int | None = None  # stop once this many updates are done in all (None: no limit)
@@ -44,7 +46,7 @@ class Config:
     checkpoint_seconds: float = 60.0  # seconds between checkpoints while training (when a path is given)
 
     def __post_init__(self):
-        for name in ("m", "seq_length", "epochs"):
+        for name in ("m", "seq_length", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise RNNError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_updates is not None and self.max_updates < 0:
@@ -75,8 +77,11 @@ RUN_LENGTH_FIELDS = ("epochs", "max_updates", "checkpoint_seconds")
 BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps, "numba": None, "auto": None}
 
 
-def resolve_backend(backend: str) -> str:
-    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay."""
+def resolve_backend(backend: str, batch_size: int = 1) -> str:
+    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay.
+    Mini-batches (B > 1) always use the numpy batch form, whose matrix products go to BLAS."""
+    if batch_size > 1:
+        return "numpy"
     if backend != "auto":
         return backend
     from . import kernel
@@ -99,11 +104,11 @@ class Run:
     config: Config
     vocab: Vocab
     corpus_sha256: str
-    updates_per_epoch: int  # updates in one pass: floor((N - 1) / T)
+    updates_per_epoch: int  # updates in one pass: floor((R - 1) / T), R = stream length (N at B = 1)
     params: dict  # U (m,K), W (m,m), V (K,m), b (m,), c (K,)
     opt_state: dict  # optimiser state, e.g. {"G": {name: array}}
     rngs: dict  # the generators of `random_streams`, advanced as the run goes
-    hprev: np.ndarray  # (m,) hidden state carried to the next sequence
+    hprev: np.ndarray  # (m,) hidden state carried to the next sequence; (B,m) with mini-batches
     update: int = 0  # updates done
     epoch: int = 0  # epochs completed
     pos: int = 0  # e: start of the next sequence in the corpus
@@ -134,22 +139,34 @@ class Run:
         return total if self.config.max_updates is None else min(total, self.config.max_updates)
 
 
+def stream_length(N: int, B: int) -> int:
+    """Characters in each of the B streams: stream b is data[b(R-1) : b(R-1) + R] (B = 1: all N)."""
+    return (N - 1) // B + 1
+
+
+def _zero_state(config: Config) -> np.ndarray:
+    return np.zeros(config.m) if config.batch_size == 1 else np.zeros((config.batch_size, config.m))
+
+
 def new_run(corpus: Corpus, config: Config) -> Run:
-    config = config.replace(backend=resolve_backend(config.backend))
-    T = config.seq_length
-    if len(corpus.data) < T + 1:
-        raise RNNError(f"corpus has {len(corpus.data)} characters; seq_length {T} needs at least {T + 1}")
+    config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
+    T, B = config.seq_length, config.batch_size
+    R = stream_length(len(corpus.data), B)
+    if R < T + 1:
+        raise RNNError(f"corpus has {len(corpus.data)} characters: too short for seq_length {T}"
+                       + (f" in {B} streams" if B > 1 else f" (needs at least {T + 1})"))
     rngs = random_streams(config.seed)
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
-               updates_per_epoch=(len(corpus.data) - 1) // T, params=params,
-               opt_state=adagrad_init(params), rngs=rngs, hprev=np.zeros(config.m))
+               updates_per_epoch=(R - 1) // T, params=params,
+               opt_state=adagrad_init(params), rngs=rngs, hprev=_zero_state(config))
 
 
-def _grow(arr: np.ndarray, n: int) -> np.ndarray:
+def _grow(arr: np.ndarray, n: int, cap: int) -> np.ndarray:
+    """`arr` with room for at least n entries (doubling, at most `cap` unless n needs more)."""
     if len(arr) >= n:
         return arr
-    out = np.full(n, np.nan)
+    out = np.full(max(n, min(cap, max(2 * len(arr), 4096))), np.nan)
     out[: len(arr)] = arr
     return out
 
@@ -190,7 +207,7 @@ def _progress_bar(run: Run, progress):
 
 
 def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = None,
-          checkpoint=None, progress=None, callback=None) -> Run:
+          checkpoint=None, progress=None, callback=None, time_limit=None) -> Run:
     """Train with the loop semantics of SPEC.md; returns the Run (a new one, or `run` continued).
 
     Every update: X = data[e:e+T], Y = data[e+1:e+T+1]; loss and gradients from hprev; smooth loss
@@ -201,7 +218,10 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
 
     `checkpoint`: a path written atomically every `checkpoint_seconds`, at the end, and when
     SIGINT stops the run early (the run then returns unfinished; `train(corpus, run=run)` goes on).
-    `callback(run)` is called after every update and may return True to stop.
+    `callback(run)` is called after every update and may return True to stop. `time_limit`: stop
+    after about that many seconds (checked every few hundred updates; for budgeted comparisons).
+    With batch_size B > 1 the corpus is read as B evenly spaced streams, one sequence from each per
+    update, each stream with its own hprev; the loss and gradients are averaged over the B.
     """
     if run is None:
         run = new_run(corpus, config if config is not None else Config())
@@ -209,9 +229,8 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
         run.config = check_resume_config(run.config, config)
     check_corpus(run, corpus)
     c = run.config
-    use_kernel = c.backend == "numba" and _kernel_usable()
+    use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
     target = run.target_updates()
-    run.loss, run.smooth_history = _grow(run.loss, target), _grow(run.smooth_history, target)
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
     bar = _progress_bar(run, progress)
@@ -222,8 +241,9 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
             u = run.update
             sampled = c.sample_every and u % c.sample_every == 0 and u <= c.sample_until
             if sampled:
-                x0 = corpus.data[run.pos]
-                text = run.vocab.decode(synthesize(run.params, run.hprev, x0, c.sample_length,
+                x0 = corpus.data[run.pos]  # the first input of the (first) stream
+                h0 = run.hprev if run.hprev.ndim == 1 else run.hprev[0]
+                text = run.vocab.decode(synthesize(run.params, h0, x0, c.sample_length,
                                                    run.rngs["sample"]))
                 run.samples.append({"update": u, "smooth_loss": None, "text": text})
             n = target - u
@@ -231,10 +251,13 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
                 n = min(n, c.sample_every - u % c.sample_every)
             if callback is not None:
                 n = 1
+            n = min(n, 2000 if use_kernel else 200)
+            run.loss = _grow(run.loss, u + n, target)
+            run.smooth_history = _grow(run.smooth_history, u + n, target)
             if use_kernel:
-                _kernel_updates(run, corpus.data, min(n, 2000))
+                _kernel_updates(run, corpus.data, n)
             else:
-                _numpy_updates(run, corpus.data, min(n, 200))
+                _numpy_updates(run, corpus.data, n)
             if sampled:
                 run.samples[-1]["smooth_loss"] = float(run.smooth_history[u])
             if bar is not None:
@@ -242,6 +265,8 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
                 bar.set_postfix(epoch=min(run.epoch + 1, c.epochs), smooth_loss=f"{run.smooth_loss:.2f}",
                                 refresh=False)
             if callback is not None and callback(run):
+                break
+            if time_limit is not None and time.perf_counter() - t_start > time_limit:
                 break
             if checkpoint is not None and time.perf_counter() - t_saved > c.checkpoint_seconds:
                 run.seconds = seconds0 + time.perf_counter() - t_start
@@ -256,13 +281,19 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
 
 
 def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
-    """n updates with the numpy forms (`loss_and_grads` or the textbook one): the reference loop."""
+    """n updates with the numpy forms: the reference loop (and the mini-batch one for B > 1)."""
     c = run.config
-    grad_fn = BACKENDS.get(c.backend) or loss_and_grads  # numba that cannot run: the numpy form
-    T, N = c.seq_length, len(data)
+    T, B = c.seq_length, c.batch_size
+    R = stream_length(len(data), B)
+    if B == 1:
+        grad_fn = BACKENDS.get(c.backend) or loss_and_grads  # numba that cannot run: the numpy form
+        window = np.arange(T)  # (T,)
+    else:
+        grad_fn = loss_and_grads_batch
+        window = np.arange(B)[:, None] * (R - 1) + np.arange(T)  # (B,T) offsets of the B streams
     for _ in range(n):
         e, u = run.pos, run.update
-        X, Y = data[e: e + T], data[e + 1: e + T + 1]
+        X, Y = data[window + e], data[window + e + 1]
         loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
         if not math.isfinite(loss):
             _diverged(run, loss)
@@ -275,8 +306,8 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
         adagrad_step(run.params, clip_grads(grads, c.clip), run.opt_state, c.eta, c.eps)
         run.hprev = h_last
         run.pos, run.update = e + T, u + 1
-        if run.pos + T + 1 > N:  # fewer than T+1 characters left: the epoch is over
-            run.epoch, run.pos, run.hprev = run.epoch + 1, 0, np.zeros(c.m)
+        if run.pos + T + 1 > R:  # fewer than T+1 characters left (in each stream): the epoch is over
+            run.epoch, run.pos, run.hprev = run.epoch + 1, 0, _zero_state(c)
 
 
 def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
@@ -444,7 +475,7 @@ def load_checkpoint(path) -> Run:
 # ----------------------------------------------------------------------------- run cache
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content and every config field that changes the result."""
-    config = config.replace(backend=resolve_backend(config.backend))
+    config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
     fields = {k: v for k, v in json.loads(config.to_json()).items() if k not in RUN_LENGTH_FIELDS}
     blob = json.dumps({"corpus": corpus.sha256, "config": fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
