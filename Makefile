@@ -45,7 +45,7 @@ gradcheck: $(STAMP) $(CORPUS)  ## gradient check table on DATA (m = 5)
 
 QUICK ?= 0
 PDF_TOOLS := pandoc xelatex
-report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb, render report/assignment4.html and .pdf (QUICK=1: tiny runs)
+report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.html (with code) and .pdf (without)
 	@mkdir -p report
 	RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_PROGRESS=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=-1 --output-dir report --output assignment4.ipynb assignment4.ipynb
@@ -53,7 +53,7 @@ report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb, render report/assignme
 		nb.metadata['date'] = d.date.today().strftime('%d %B %Y'); n.write(nb, p)"
 	$(VENV)/bin/jupyter nbconvert --to html --output-dir report report/assignment4.ipynb
 	@if command -v pandoc >/dev/null && command -v xelatex >/dev/null; then \
-		$(VENV)/bin/jupyter nbconvert --to pdf --output-dir report report/assignment4.ipynb \
+		$(VENV)/bin/jupyter nbconvert --to pdf --no-input --output-dir report report/assignment4.ipynb \
 			--TagRemovePreprocessor.enabled=True --TagRemovePreprocessor.remove_cell_tags='["title"]'; \
 	else echo "report: no PDF (pandoc and xelatex missing): 'make pdf-deps' installs them on Debian; the HTML is in report/"; fi
 

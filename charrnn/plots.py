@@ -32,6 +32,13 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     step = max(1, len(s) // max_points)
     x = np.arange(0, len(s), step)
     ax.plot(x, s[::step], lw=1.2, color="C0", label="smooth loss")
+    if len(s) > 200:  # the first updates fall from T log K: cut them off so the rest shows detail
+        top = float(np.quantile(s, 0.995))
+        lo = float(s.min())
+        ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
+        if s[0] > top:
+            ax.annotate(f"starts at {s[0]:.1f}", xy=(0, top), xytext=(0.04, 0.9), textcoords="axes fraction",
+                        fontsize=8, arrowprops=dict(arrowstyle="->", color="0.4"))
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
@@ -95,7 +102,7 @@ def gradcheck_markdown(checks: dict) -> str:
     return markdown_table(header, rows)
 
 
-def plot_samples(samples, ncols=2, width=52, fontsize=7.2):
+def plot_samples(samples, ncols=2, width=50, fontsize=7.5):
     """The training samples as a grid of monospace text panels, for comparison at a glance."""
     import matplotlib.pyplot as plt
 
@@ -103,7 +110,7 @@ def plot_samples(samples, ncols=2, width=52, fontsize=7.2):
     nrows = max(1, -(-n // ncols))
     wrapped = [wrap_text(s["text"], width) for s in samples]
     lines = max(w.count("\n") + 1 for w in wrapped)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.9 * ncols, (lines * 0.125 + 0.45) * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, (lines * 0.13 + 0.4) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, s, text in zip(axes.flat, samples, wrapped):

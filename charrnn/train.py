@@ -22,6 +22,9 @@ from .model import (PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_bat
 from .optim import adagrad_init, adagrad_step, clip_grads
 
 CHECKPOINT_FORMAT = 1
+# Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
+# order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
+NUMERICS_VERSION = 2
 
 
 @dataclass
@@ -477,7 +480,7 @@ def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content and every config field that changes the result."""
     config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
     fields = {k: v for k, v in json.loads(config.to_json()).items() if k not in RUN_LENGTH_FIELDS}
-    blob = json.dumps({"corpus": corpus.sha256, "config": fields}, sort_keys=True)
+    blob = json.dumps({"corpus": corpus.sha256, "config": fields, "numerics": NUMERICS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -58,7 +58,7 @@ def test_quick_report_renders_to_pdf(rendered):
         if os.environ.get("CI"):
             pytest.fail("CI must have the PDF tools: .ci/run installs them with `make pdf-deps`")
         pytest.skip("pandoc/xelatex/pdftotext missing: `make pdf-deps` installs them")
-    pdf = subprocess.run(JUPYTER + ["nbconvert", "--to", "pdf", str(rendered / "executed.ipynb"),
+    pdf = subprocess.run(JUPYTER + ["nbconvert", "--to", "pdf", "--no-input", str(rendered / "executed.ipynb"),
                                     "--TagRemovePreprocessor.enabled=True",
                                     "--TagRemovePreprocessor.remove_cell_tags=[\"title\"]"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
