@@ -479,7 +479,10 @@ def load_checkpoint(path) -> Run:
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content and every config field that changes the result."""
     config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
-    fields = {k: v for k, v in json.loads(config.to_json()).items() if k not in RUN_LENGTH_FIELDS}
+    defaults = json.loads(Config().to_json())
+    # fields at their default values are left out, so that adding a field keeps existing keys
+    fields = {k: v for k, v in json.loads(config.to_json()).items()
+              if k not in RUN_LENGTH_FIELDS and (k == "backend" or v != defaults[k])}
     blob = json.dumps({"corpus": corpus.sha256, "config": fields, "numerics": NUMERICS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
