@@ -7,6 +7,8 @@ Dimension letters: T steps in a sequence, K characters in the vocabulary, m hidd
 
 Command line: `python -m rnn_core train | sample | gradcheck | corpus` (each takes --help).
 """
+from charrnn.analysis import (activations, distinct_word_ratio, pick_units, plot_activation_text,
+                              plot_top_candidates, text_features, top_candidates)
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
                           corpus_from_text, load_corpus)
 from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_text, loss_and_grads_batch,
@@ -16,9 +18,11 @@ from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_t
                            sequence_loss, softmax, step_backward, step_forward, synthesize)
 from charrnn.plots import (format_samples, gradcheck_markdown, known_word_fraction, markdown_table, plot_samples,
                            plot_smooth_loss, save_figure, wrap_text)
-from charrnn.optim import adagrad_init, adagrad_step, clip_grads
+from charrnn.ngram import KneserNey
+from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip_grads
 from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint, resolve_backend,
-                           new_run, random_streams, run_key, save_checkpoint, stream_length, train)
+                           epoch_plan, new_run, prefetch, random_streams, run_key, save_checkpoint, split_data,
+                           stream_length, train)
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 

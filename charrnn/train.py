@@ -19,7 +19,8 @@ import numpy as np
 from .data import Corpus, RNNError, Vocab
 from .model import (PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps,
                     synthesize)
-from .optim import adagrad_init, adagrad_step, clip_grads
+from .model import evaluate_loss
+from .optim import OPTIMIZERS, adagrad_init, clip_grads
 
 CHECKPOINT_FORMAT = 1
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
@@ -35,6 +36,13 @@ class Config:
     eta: float = 0.1  # AdaGrad learning rate
     seq_length: int = 25  # T: characters per training sequence (BPTT length)
     batch_size: int = 1  # B: sequences per update, from B evenly spaced streams (1: the exact algorithm)
+    optimizer: str = "adagrad"  # "adagrad" (the assignment) or "adam"
+    beta1: float = 0.9  # Adam's decay of the first moment
+    beta2: float = 0.999  # Adam's decay of the second moment
+    order: str = "sequential"  # "sequential" passes; "random" locations (hprev = 0 each); "chunks" shuffled
+    chunk_sequences: int = 40  # with order="chunks": sequences per chunk (hprev reset at each chunk start)
+    holdout: float = 0.0  # fraction of the corpus, at its end, held out from training (0: none)
+    eval_every: int = 0  # updates between evaluations on the held-out text (0: none)
     sig: float = 0.01  # standard deviation of the initial U, W, V
     epochs: int = 2  # passes through the corpus
     max_updates: int | None = None  # stop once this many updates are done in all (None: no limit)
@@ -61,6 +69,16 @@ class Config:
             raise RNNError(f"smooth must be in [0, 1), got {self.smooth}")
         if self.backend not in BACKENDS:
             raise RNNError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RNNError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.order not in ORDERS:
+            raise RNNError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.order != "sequential" and self.batch_size != 1:
+            raise RNNError("random and chunked orders take batch_size 1")
+        if not 0 <= self.holdout < 1:
+            raise RNNError(f"holdout must be in [0, 1), got {self.holdout}")
+        if self.eval_every and not self.holdout:
+            raise RNNError("eval_every needs a holdout fraction to evaluate on")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -74,6 +92,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+ORDERS = ("sequential", "random", "chunks")
+
 # Fields that only say how long to run or how often to save: a run may be resumed with other values.
 RUN_LENGTH_FIELDS = ("epochs", "max_updates", "checkpoint_seconds")
 
@@ -83,8 +103,8 @@ BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps, "numba": Non
 def resolve_backend(backend: str, batch_size: int = 1) -> str:
     """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay.
     Mini-batches (B > 1) always use the numpy batch form, whose matrix products go to BLAS."""
-    if batch_size > 1:
-        return "numpy"
+    if batch_size > 1 or backend == "steps":
+        return "numpy" if batch_size > 1 else backend
     if backend != "auto":
         return backend
     from . import kernel
@@ -93,10 +113,10 @@ def resolve_backend(backend: str, batch_size: int = 1) -> str:
 
 
 def random_streams(seed: int) -> dict:
-    """Independent generators derived from one seed: parameter init, sampling, data order."""
-    init, sample, order = np.random.SeedSequence(seed).spawn(3)
-    return {"init": np.random.default_rng(init), "sample": np.random.default_rng(sample),
-            "order": np.random.default_rng(order)}
+    """Independent generators derived from one seed: parameter init and sampling. (The third child
+    of the seed, spawn_key (2,), keys the data order of each epoch: see `epoch_plan`.)"""
+    init, sample, _order = np.random.SeedSequence(seed).spawn(3)
+    return {"init": np.random.default_rng(init), "sample": np.random.default_rng(sample)}
 
 
 # ----------------------------------------------------------------------------- run state
@@ -114,7 +134,7 @@ class Run:
     hprev: np.ndarray  # (m,) hidden state carried to the next sequence; (B,m) with mini-batches
     update: int = 0  # updates done
     epoch: int = 0  # epochs completed
-    pos: int = 0  # e: start of the next sequence in the corpus
+    pos: int = 0  # sequential order: e, start of the next sequence; other orders: index in the epoch's plan
     smooth_loss: float = math.nan
     loss: np.ndarray = field(default_factory=lambda: np.empty(0))  # (updates,) loss of every update
     smooth_history: np.ndarray = field(default_factory=lambda: np.empty(0))  # (updates,) smooth loss
@@ -122,6 +142,11 @@ class Run:
     best_update: int = -1  # the update whose loss gave that smooth loss
     best_smooth: float = math.inf
     samples: list = field(default_factory=list)  # [{"update", "smooth_loss", "text"}]
+    val_updates: list = field(default_factory=list)  # updates at which the held-out loss was evaluated
+    val_losses: list = field(default_factory=list)  # held-out loss there, nats per character
+    best_val_params: dict | None = None  # parameters at the lowest held-out loss
+    best_val_update: int = -1
+    best_val: float = math.inf
     seconds: float = 0.0  # wall time spent training, over all sessions
 
     @property
@@ -151,10 +176,38 @@ def _zero_state(config: Config) -> np.ndarray:
     return np.zeros(config.m) if config.batch_size == 1 else np.zeros((config.batch_size, config.m))
 
 
+def split_data(corpus: Corpus, config: Config):
+    """(training data, held-out data or None) for this config: int arrays (N_train,), (N_held,)."""
+    if not config.holdout:
+        return corpus.data, None
+    train_part, held = corpus.split(config.holdout)
+    return train_part.data, held
+
+
+def epoch_plan(config: Config, N: int, epoch: int):
+    """Sequence starts (int (n,)) and hprev resets (bool (n,)) of one epoch in a non-sequential order.
+
+    Drawn from a generator keyed by (seed, epoch), so a resumed run draws the same plan again.
+    random: floor((N-1)/T) starts uniform in [0, N-T-1], every one with hprev = 0. chunks: the
+    sequences 0, T, 2T, ... grouped in chunks of `chunk_sequences`, the chunks shuffled, hprev = 0
+    at the start of each chunk."""
+    T = config.seq_length
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2, epoch)))
+    n = (N - 1) // T
+    if config.order == "random":
+        return rng.integers(0, N - T, size=n), np.ones(n, dtype=bool)
+    S = config.chunk_sequences
+    chunks = [np.arange(j, min(j + S, n)) * T for j in range(0, n, S)]
+    order = rng.permutation(len(chunks))
+    starts = np.concatenate([chunks[j] for j in order])
+    resets = np.concatenate([np.arange(len(chunks[j])) == 0 for j in order])
+    return starts, resets
+
+
 def new_run(corpus: Corpus, config: Config) -> Run:
     config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
     T, B = config.seq_length, config.batch_size
-    R = stream_length(len(corpus.data), B)
+    R = stream_length(len(split_data(corpus, config)[0]), B)
     if R < T + 1:
         raise RNNError(f"corpus has {len(corpus.data)} characters: too short for seq_length {T}"
                        + (f" in {B} streams" if B > 1 else f" (needs at least {T + 1})"))
@@ -162,7 +215,7 @@ def new_run(corpus: Corpus, config: Config) -> Run:
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
                updates_per_epoch=(R - 1) // T, params=params,
-               opt_state=adagrad_init(params), rngs=rngs, hprev=_zero_state(config))
+               opt_state=OPTIMIZERS[config.optimizer][0](params), rngs=rngs, hprev=_zero_state(config))
 
 
 def _grow(arr: np.ndarray, n: int, cap: int) -> np.ndarray:
@@ -232,7 +285,9 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
         run.config = check_resume_config(run.config, config)
     check_corpus(run, corpus)
     c = run.config
-    use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
+    data, held = split_data(corpus, c)
+    use_kernel = (c.backend == "numba" and c.batch_size == 1 and c.optimizer == "adagrad"
+                  and c.order == "sequential" and _kernel_usable())
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
@@ -242,25 +297,31 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     with _StopFlag() as stop:
         while not run.finished and not stop.requested:
             u = run.update
+            if c.eval_every and u % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != u):
+                _evaluate(run, held)
             sampled = c.sample_every and u % c.sample_every == 0 and u <= c.sample_until
             if sampled:
-                x0 = corpus.data[run.pos]  # the first input of the (first) stream
+                start, reset = _next_start(run, len(data))
+                x0 = data[start]  # the first input of the (first) stream
                 h0 = run.hprev if run.hprev.ndim == 1 else run.hprev[0]
+                h0 = np.zeros_like(h0) if reset else h0
                 text = run.vocab.decode(synthesize(run.params, h0, x0, c.sample_length,
                                                    run.rngs["sample"]))
                 run.samples.append({"update": u, "smooth_loss": None, "text": text})
             n = target - u
             if c.sample_every and u < c.sample_until:
                 n = min(n, c.sample_every - u % c.sample_every)
+            if c.eval_every:
+                n = min(n, c.eval_every - u % c.eval_every)
             if callback is not None:
                 n = 1
             n = min(n, 2000 if use_kernel else 200)
             run.loss = _grow(run.loss, u + n, target)
             run.smooth_history = _grow(run.smooth_history, u + n, target)
             if use_kernel:
-                _kernel_updates(run, corpus.data, n)
+                _kernel_updates(run, data, n)
             else:
-                _numpy_updates(run, corpus.data, n)
+                _numpy_updates(run, data, n)
             if sampled:
                 run.samples[-1]["smooth_loss"] = float(run.smooth_history[u])
             if bar is not None:
@@ -277,10 +338,38 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
                 t_saved = time.perf_counter()
     if bar is not None:
         bar.close()
+    if c.eval_every and run.update % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != run.update):
+        _evaluate(run, held)  # the last grid point, when the run stops on one (only grid points: resumable)
     run.seconds = seconds0 + time.perf_counter() - t_start
     if checkpoint is not None:
         save_checkpoint(run, checkpoint)
     return run
+
+
+def _next_start(run: Run, N: int):
+    """(start of the next sequence, whether hprev is reset before it) for batch 1."""
+    c = run.config
+    if c.order == "sequential":
+        return run.pos, run.pos == 0
+    starts, resets = _plan(run, N)
+    return int(starts[run.pos]), bool(resets[run.pos])
+
+
+def _plan(run: Run, N: int):
+    key = (run.epoch, N)
+    if getattr(run, "_plan_key", None) != key:  # one plan per epoch, recomputed after a resume
+        run._plan, run._plan_key = epoch_plan(run.config, N, run.epoch), key
+    return run._plan
+
+
+def _evaluate(run: Run, held: np.ndarray) -> None:
+    """Held-out loss (nats per character) of the current parameters; keeps the best ones."""
+    val = evaluate_loss(run.params, held)
+    run.val_updates.append(run.update)
+    run.val_losses.append(val)
+    if val < run.best_val:
+        run.best_val, run.best_val_update = val, run.update
+        run.best_val_params = {k: v.copy() for k, v in run.params.items()}
 
 
 def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
@@ -288,14 +377,22 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
     c = run.config
     T, B = c.seq_length, c.batch_size
     R = stream_length(len(data), B)
+    step = OPTIMIZERS[c.optimizer][1]
+    opt_args = (c.eta, c.eps) if c.optimizer == "adagrad" else (c.eta, c.beta1, c.beta2, c.eps)
     if B == 1:
         grad_fn = BACKENDS.get(c.backend) or loss_and_grads  # numba that cannot run: the numpy form
         window = np.arange(T)  # (T,)
     else:
         grad_fn = loss_and_grads_batch
         window = np.arange(B)[:, None] * (R - 1) + np.arange(T)  # (B,T) offsets of the B streams
+    sequential = c.order == "sequential"
     for _ in range(n):
         e, u = run.pos, run.update
+        if not sequential:
+            starts, resets = _plan(run, len(data))
+            e = int(starts[run.pos])
+            if resets[run.pos]:
+                run.hprev = _zero_state(c)
         X, Y = data[window + e], data[window + e + 1]
         loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
         if not math.isfinite(loss):
@@ -306,10 +403,16 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
             run.best_smooth, run.best_update = run.smooth_loss, u
             for k, v in run.params.items():
                 run.best_params[k][...] = v
-        adagrad_step(run.params, clip_grads(grads, c.clip), run.opt_state, c.eta, c.eps)
+        step(run.params, clip_grads(grads, c.clip), run.opt_state, *opt_args)
         run.hprev = h_last
-        run.pos, run.update = e + T, u + 1
-        if run.pos + T + 1 > R:  # fewer than T+1 characters left (in each stream): the epoch is over
+        run.update = u + 1
+        if sequential:
+            run.pos = e + T
+            over = run.pos + T + 1 > R  # fewer than T+1 characters left (in each stream)
+        else:
+            run.pos += 1
+            over = run.pos >= len(_plan(run, len(data))[0])
+        if over:  # the epoch is over
             run.epoch, run.pos, run.hprev = run.epoch + 1, 0, _zero_state(c)
 
 
@@ -410,6 +513,8 @@ def save_checkpoint(run: Run, path) -> Path:
         "smooth_loss": run.smooth_loss,
         "best_update": run.best_update, "best_smooth": run.best_smooth,
         "samples": run.samples,
+        "val_updates": run.val_updates, "val_losses": run.val_losses,
+        "best_val_update": run.best_val_update, "best_val": run.best_val,
         "rng_states": {k: g.bit_generator.state for k, g in run.rngs.items()},
         "seconds": run.seconds,
     }
@@ -419,6 +524,8 @@ def save_checkpoint(run: Run, path) -> Path:
     _flatten("opt/", run.opt_state, arrays)
     if run.best_params is not None:
         _flatten("best/", run.best_params, arrays)
+    if run.best_val_params is not None:
+        _flatten("bestval/", run.best_val_params, arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -467,7 +574,10 @@ def load_checkpoint(path) -> Run:
                   smooth_loss=meta["smooth_loss"], loss=arrays["loss"],
                   smooth_history=arrays["smooth_loss"], best_params=_unflatten("best/", arrays) or None,
                   best_update=meta["best_update"], best_smooth=meta["best_smooth"],
-                  samples=meta["samples"], seconds=meta.get("seconds", 0.0))
+                  samples=meta["samples"], seconds=meta.get("seconds", 0.0),
+                  val_updates=meta.get("val_updates", []), val_losses=meta.get("val_losses", []),
+                  best_val_params=_unflatten("bestval/", arrays) or None,
+                  best_val_update=meta.get("best_val_update", -1), best_val=meta.get("best_val", math.inf))
     except KeyError as exc:
         raise RNNError(f"checkpoint {path} lacks {exc.args[0]!r}; was it written by this program?") from None
     if set(params) != set(PARAM_NAMES):
@@ -495,14 +605,26 @@ def _meta_of(path: Path) -> dict | None:
         return None
 
 
+def _run_path(corpus: Corpus, config: Config, runs_dir) -> Path:
+    length = f"e{config.epochs}" + (f"u{config.max_updates}" if config.max_updates is not None else "")
+    return Path(runs_dir) / f"{run_key(corpus, config)}-{length}.npz"
+
+
+_PENDING: dict = {}  # run path -> Future of a background job that will write it
+_POOL = None
+
+
 def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -> Run:
     """The run for this config and corpus: loaded from `runs_dir` when it was trained before, else
     trained, continuing the longest cached run of the same settings that stopped earlier (resuming
-    is bit-exact, so this equals training from scratch). Interrupted runs are resumed too."""
+    is bit-exact, so this equals training from scratch). Interrupted runs are resumed too. A run
+    that `prefetch` is training in the background is waited for."""
     runs_dir = Path(runs_dir)
     key = run_key(corpus, config)
-    length = f"e{config.epochs}" + (f"u{config.max_updates}" if config.max_updates is not None else "")
-    path = runs_dir / f"{key}-{length}.npz"
+    path = _run_path(corpus, config, runs_dir)
+    pending = _PENDING.pop(str(path), None)
+    if pending is not None:
+        pending.result()  # re-raises the job's error, if any
     if path.exists():
         run = load_checkpoint(path)
         if run.finished and run.config.epochs == config.epochs and run.config.max_updates == config.max_updates:
@@ -516,3 +638,45 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
                 best = (meta["update"], other)
         run = load_checkpoint(best[1]) if best else None
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
+
+
+def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
+    """Worker job: the runs of `configs` one after the other (a longer run continues a shorter one)."""
+    os.environ["RNN_PROGRESS"] = "0"
+    return [str(cached_run(corpus, c, runs_dir, progress=False).update) for c in configs]
+
+
+def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) -> list:
+    """Start training, in `workers` background processes, the runs that are not cached yet.
+
+    `chains`: a list of configs or of lists of configs; the configs of one list run in order in one
+    process (so that a long run continues a shorter one of the same settings). `cached_run` then
+    waits for a run that is still being trained. Returns the paths being trained."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    global _POOL
+    started = []
+    for chain in chains:
+        chain = chain if isinstance(chain, (list, tuple)) else [chain]
+        paths = [str(_run_path(corpus, c, runs_dir)) for c in chain]
+        todo = [c for c, p in zip(chain, paths) if not _is_finished(Path(p)) and p not in _PENDING]
+        if not todo:
+            continue
+        if _POOL is None:
+            _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        future = _POOL.submit(_train_chain, corpus, chain, str(runs_dir))
+        for p in paths:
+            _PENDING[p] = future
+        started += paths
+    return started
+
+
+def _is_finished(path: Path) -> bool:
+    meta = _meta_of(path) if path.exists() else None
+    if not meta:
+        return False
+    c = meta["config"]
+    total = c["epochs"] * meta["updates_per_epoch"]
+    target = total if c.get("max_updates") is None else min(total, c["max_updates"])
+    return meta["update"] >= target

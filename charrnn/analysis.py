@@ -1,0 +1,128 @@
+"""A look inside a trained network: hidden units that track features of the text, the next-character
+candidates along a line, and simple measures of sampled text."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .model import hidden_states, softmax
+
+
+def text_features(text: str) -> dict:
+    """Boolean features of each position t of `text` (the state after reading text[t]), shape (n,):
+
+    "inside [brackets]": between a '[' and its ']' (stage directions in the plays);
+    "end of line": text[t] is a newline, the next character starts a line;
+    "speaker-name line": the line of text[t] is written in capitals (a speaker's name);
+    "inside a word": text[t] is a letter."""
+    n = len(text)
+    inside = np.zeros(n, dtype=bool)
+    depth = False
+    for t, ch in enumerate(text):
+        if ch == "[":
+            depth = True
+        inside[t] = depth
+        if ch == "]":
+            depth = False
+    caps = np.zeros(n, dtype=bool)
+    pos = 0
+    for line in text.split("\n"):
+        letters = [c for c in line if c.isalpha()]
+        if letters and all(c.isupper() for c in letters):
+            caps[pos:pos + len(line)] = True
+        pos += len(line) + 1
+    return {
+        "inside [brackets]": inside,
+        "end of line": np.array([c == "\n" for c in text]),
+        "speaker-name line": caps,
+        "inside a word": np.array([c.isalpha() for c in text]),
+    }
+
+
+def pick_units(H: np.ndarray, features: dict) -> dict:
+    """For each feature, the hidden unit whose activation correlates most with it (either sign).
+
+    H: activations (n,m), one row per position of the text. Returns {feature: (unit, correlation)}."""
+    Hc = H - H.mean(axis=0)
+    Hs = np.sqrt((Hc * Hc).sum(axis=0)) + 1e-12  # (m,)
+    out = {}
+    for name, f in features.items():
+        fc = f.astype(float) - f.mean()
+        if not fc.any():
+            continue
+        r = (Hc * fc[:, None]).sum(axis=0) / (Hs * np.sqrt((fc * fc).sum()))  # (m,)
+        unit = int(np.argmax(np.abs(r)))
+        out[name] = (unit, float(r[unit]))
+    return out
+
+
+def activations(params: dict, indices) -> np.ndarray:
+    """Hidden states after each character of `indices`, from h = 0: shape (n, m)."""
+    return hidden_states(params, np.zeros(params["W"].shape[0]), indices)[1:]
+
+
+def top_candidates(params: dict, indices, k: int = 5):
+    """After each character of `indices`: the k most probable next characters (int (n,k)) and their
+    probabilities ((n,k)), most probable first."""
+    H = activations(params, indices)
+    P = softmax(H @ params["V"].T + params["c"])  # (n,K)
+    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    return top, np.take_along_axis(P, top, axis=1)
+
+
+def distinct_word_ratio(text: str) -> float:
+    """Distinct words / words (letter runs, case folded): a measure of variety."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
+    return len(set(words)) / len(words) if words else 0.0
+
+
+def plot_activation_text(text: str, acts: np.ndarray, title: str, width: int = 72, ax=None):
+    """`text` on a character grid, each cell coloured by `acts` (same length, in [-1, 1]):
+    red for positive, blue for negative. Newlines are drawn as a return sign and break the line."""
+    import matplotlib.pyplot as plt
+
+    rows, row, vals, rowv = [], [], [], []
+    for ch, a in zip(text, acts):
+        row.append("\u21b5" if ch == "\n" else ch)
+        rowv.append(a)
+        if ch == "\n" or len(row) == width:
+            rows.append(row), vals.append(rowv)
+            row, rowv = [], []
+    if row:
+        rows.append(row), vals.append(rowv)
+    grid = np.full((len(rows), width), np.nan)
+    for i, v in enumerate(vals):
+        grid[i, : len(v)] = v
+    if ax is None:
+        _, ax = plt.subplots(figsize=(width * 0.095, len(rows) * 0.2 + 0.5))
+    ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    for i, r in enumerate(rows):
+        for j, ch in enumerate(r):
+            ax.text(j, i, ch, ha="center", va="center", fontsize=6.5, family="monospace")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title, fontsize=9, loc="left")
+    return ax
+
+
+def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=None):
+    """A column per position of `line`: the input character below, its k most probable successors
+    above it, shaded by probability."""
+    import matplotlib.pyplot as plt
+
+    n, k = top_probs.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(n * 0.24 + 0.8, k * 0.3 + 0.8))
+    ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for j in range(n):
+        for i in range(k):
+            ch = top_chars[j][i]
+            ax.text(j, i, "\u21b5" if ch == "\n" else ("\u2423" if ch == " " else ch), ha="center",
+                    va="center", fontsize=7, family="monospace")
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(["\u21b5" if c == "\n" else ("\u2423" if c == " " else c) for c in line],
+                       family="monospace", fontsize=7)
+    ax.set_yticks(range(k))
+    ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=7)
+    ax.set_xlabel("input character (the next one is the target)")
+    return ax

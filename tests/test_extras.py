@@ -1,0 +1,196 @@
+"""Beyond the assignment: Adam, training orders, validation, the n-gram baseline, the look inside,
+background training."""
+import math
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+from conftest import TEXT
+from test_train import assert_runs_equal
+
+
+def cfg(**kw):
+    base = dict(m=12, seq_length=10, epochs=2, sample_every=0, seed=3, backend="numpy")
+    base.update(kw)
+    return rc.Config(**base)
+
+
+# ----------------------------------------------------------------------------- Adam
+def test_adam_step_on_hand_made_numbers():
+    params = {"w": np.array([1.0, -1.0])}
+    g = {"w": np.array([0.5, -2.0])}
+    state = rc.adam_init(params)
+    rc.adam_step(params, g, state, eta=0.01)
+    # t = 1: m = 0.1 g, v = 0.001 g^2; m_hat = g, v_hat = g^2: the step is eta * sign(g)
+    np.testing.assert_allclose(state["m"]["w"], [0.05, -0.2], rtol=1e-15)
+    np.testing.assert_allclose(state["v"]["w"], [0.00025, 0.004], rtol=1e-12)
+    np.testing.assert_allclose(params["w"], [0.99, -0.99], rtol=0, atol=1e-9)
+    rc.adam_step(params, g, state, eta=0.01)  # same gradient again: m_hat = g, v_hat = g^2 again
+    assert state["t"] == 2
+    np.testing.assert_allclose(params["w"], [0.98, -0.98], rtol=0, atol=1e-9)
+
+
+def test_adam_training_resumes_exactly(corpus, tmp_path):
+    c = cfg(optimizer="adam", eta=0.005, epochs=2)
+    full = rc.train(corpus, c, progress=False)
+    ck = tmp_path / "a.npz"
+    rc.train(corpus, c.replace(max_updates=70), checkpoint=ck, progress=False)
+    back = rc.load_checkpoint(ck)
+    assert back.opt_state["t"] == 70
+    assert_runs_equal_adam(full, rc.train(corpus, c, run=back, progress=False))
+    assert full.losses[-20:].mean() < full.losses[:20].mean()
+
+
+def assert_runs_equal_adam(a, b):
+    assert np.array_equal(a.losses, b.losses)
+    for k in rc.PARAM_NAMES:
+        assert np.array_equal(a.params[k], b.params[k])
+        assert np.array_equal(a.opt_state["m"][k], b.opt_state["m"][k])
+
+
+# ----------------------------------------------------------------------------- orders
+def test_random_order_plan_is_valid_and_resets_every_time(corpus):
+    c = cfg(order="random")
+    N, T = len(corpus.data), c.seq_length
+    starts, resets = rc.epoch_plan(c, N, 0)
+    assert len(starts) == (N - 1) // T and resets.all()
+    assert starts.min() >= 0 and (starts + T + 1 <= N).all()
+    assert not np.array_equal(starts, rc.epoch_plan(c, N, 1)[0])  # a new draw each epoch
+    assert np.array_equal(starts, rc.epoch_plan(c, N, 0)[0])  # and the same draw again on resume
+
+
+def test_chunk_order_shuffles_whole_chunks(corpus):
+    c = cfg(order="chunks", chunk_sequences=7)
+    N, T = len(corpus.data), c.seq_length
+    starts, resets = rc.epoch_plan(c, N, 0)
+    seq = np.arange((N - 1) // T) * T
+    assert sorted(starts.tolist()) == seq.tolist()  # every sequence once
+    assert not np.array_equal(starts, seq)  # in another order
+    heads = np.flatnonzero(resets)
+    assert (starts[heads] % (7 * T) == 0).all()  # resets exactly at chunk starts
+    for a, b in zip(heads, list(heads[1:]) + [len(starts)]):
+        assert (np.diff(starts[a:b]) == T).all()  # consecutive inside a chunk
+
+
+@pytest.mark.parametrize("order", ["random", "chunks"])
+def test_orders_train_reset_hprev_and_resume(corpus, tmp_path, monkeypatch, order):
+    c = cfg(order=order, chunk_sequences=5)
+    seen = []
+    import charrnn.train as tr
+
+    real = tr.loss_and_grads
+
+    def spy(params, X, Y, hprev):
+        seen.append((X.copy(), np.abs(hprev).sum()))
+        return real(params, X, Y, hprev)
+
+    monkeypatch.setitem(tr.BACKENDS, "numpy", spy)
+    full = rc.train(corpus, c, progress=False)
+    monkeypatch.undo()
+    starts, resets = rc.epoch_plan(c, len(corpus.data), 0)
+    for (X, hsum), s, r in zip(seen, starts, resets):
+        assert np.array_equal(X, corpus.data[s:s + 10])
+        assert (hsum == 0) == bool(r)
+    ck = tmp_path / "o.npz"
+    rc.train(corpus, c.replace(max_updates=45), checkpoint=ck, progress=False)
+    assert_runs_equal(full, rc.train(corpus, c, run=rc.load_checkpoint(ck), progress=False))
+
+
+def test_bad_order_settings_are_refused():
+    with pytest.raises(rc.RNNError, match="order"):
+        rc.Config(order="backwards")
+    with pytest.raises(rc.RNNError, match="batch_size 1"):
+        rc.Config(order="random", batch_size=4)
+    with pytest.raises(rc.RNNError, match="holdout"):
+        rc.Config(eval_every=10)
+
+
+# ----------------------------------------------------------------------------- validation
+def test_validation_is_evaluated_on_the_held_out_part_only(corpus, tmp_path):
+    c = cfg(holdout=0.2, eval_every=16, epochs=2)  # 2 epochs of 97 updates: evaluations at 0, 16, ..., 192
+    run = rc.train(corpus, c, progress=False)
+    train_part, held = corpus.split(0.2)
+    assert run.updates_per_epoch == (len(train_part.data) - 1) // 10 == 97
+    assert run.val_updates == list(range(0, run.update + 1, 16))
+    i = int(np.argmin(run.val_losses))
+    assert run.best_val == run.val_losses[i] and run.best_val_update == run.val_updates[i]
+    assert rc.evaluate_loss(run.params, held) != run.val_losses[-1]  # 194 updates, last evaluation at 192
+    assert rc.evaluate_loss(run.best_val_params, held) == run.best_val
+    ck = tmp_path / "v.npz"
+    rc.train(corpus, c.replace(max_updates=50), checkpoint=ck, progress=False)
+    assert rc.load_checkpoint(ck).val_updates == [0, 16, 32, 48]
+    resumed = rc.train(corpus, c, run=rc.load_checkpoint(ck), progress=False)
+    assert resumed.val_losses == run.val_losses and resumed.val_updates == run.val_updates
+    assert_runs_equal(run, resumed)
+
+
+def test_validation_with_the_kernel(corpus):
+    run = rc.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numba"), progress=False)
+    assert run.config.backend == "numba" and run.val_updates[:3] == [0, 15, 30]
+
+
+# ----------------------------------------------------------------------------- n-gram baseline
+@pytest.fixture(scope="module")
+def kn():
+    text = TEXT * 3
+    return rc.KneserNey(text, "".join(sorted(set(text + "Zq"))), max_order=5)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("context", ["", "the Cour", "of hu", "zzzzqq", "\nthe"])
+def test_ngram_probabilities_sum_to_one(kn, order, context):
+    p = kn.distribution(context, order)
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (p > 0).all()  # unseen characters ("Z", "q") too
+
+
+def test_ngram_higher_orders_predict_better_on_seen_text(kn):
+    text = TEXT * 3
+    bits = [kn.bits_per_char(text, len(text) - 300, o) for o in (1, 2, 3, 4, 5)]
+    assert all(a > b for a, b in zip(bits, bits[1:]))
+    assert bits[0] < math.log2(kn.K)
+
+
+def test_ngram_order_one_is_a_discounted_unigram():
+    kn = rc.KneserNey("aab", "abc", max_order=2)
+    D = kn.levels[(1, "raw")][1]  # n1 = 1 ("b"), n2 = 1 ("a"): D = 1/3
+    assert D == pytest.approx(1 / 3)
+    assert kn.prob("", "a", 1) == pytest.approx((2 - D) / 3 + D * 2 / 3 / 3)
+    assert kn.prob("", "c", 1) == pytest.approx(D * 2 / 3 / 3)
+
+
+# ----------------------------------------------------------------------------- inside the network
+def test_text_features_and_unit_picking():
+    text = "ROMEO.\nHello [aside] there\n"
+    f = rc.text_features(text)
+    assert f["inside [brackets]"].tolist() == [c in "[aside]" and 13 <= i <= 19 for i, c in enumerate(text)]
+    assert f["end of line"].sum() == 2 and f["speaker-name line"][:6].all() and not f["speaker-name line"][8]
+    rng = np.random.default_rng(0)
+    H = rng.standard_normal((len(text), 6)) * 0.1
+    H[:, 4] = np.where(f["inside [brackets]"], -0.9, 0.2)  # a planted unit
+    unit, r = rc.pick_units(H, f)["inside [brackets]"]
+    assert unit == 4 and r == pytest.approx(-1.0)
+
+
+def test_top_candidates_are_sorted_probabilities(corpus):
+    params = rc.init_params(corpus.vocab.K, 8, np.random.default_rng(0), 0.5)
+    top, probs = rc.top_candidates(params, corpus.data[:30], k=4)
+    assert top.shape == probs.shape == (30, 4)
+    assert (np.diff(probs, axis=1) <= 0).all() and (probs.sum(axis=1) <= 1 + 1e-12).all()
+
+
+def test_sampled_text_measures():
+    assert rc.distinct_word_ratio("the cat the dog") == 0.75
+    assert rc.known_word_fraction("the zzz", "the cat") == 0.5
+
+
+# ----------------------------------------------------------------------------- background training
+def test_prefetch_trains_in_the_background_and_equals_training_here(corpus, tmp_path):
+    c1, c2 = cfg(epochs=1), cfg(epochs=2)
+    started = rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path, workers=1)
+    assert len(started) == 2
+    a = rc.cached_run(corpus, c2, runs_dir=tmp_path)
+    assert_runs_equal(a, rc.train(corpus, c2, progress=False))
+    assert rc.cached_run(corpus, c1, runs_dir=tmp_path).update == a.updates_per_epoch
+    assert rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
