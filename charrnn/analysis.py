@@ -77,32 +77,38 @@ def distinct_word_ratio(text: str) -> float:
     return len(set(words)) / len(words) if words else 0.0
 
 
-def plot_activation_text(text: str, acts: np.ndarray, title: str, width: int = 72, ax=None):
-    """`text` on a character grid, each cell coloured by `acts` (same length, in [-1, 1]):
-    red for positive, blue for negative. Newlines are drawn as a return sign and break the line."""
+def _char_rows(text: str, width: int):
+    """Lines of at most `width` characters; a newline, drawn as a return sign, ends a line."""
+    rows, row = [], []
+    for t, ch in enumerate(text):
+        row.append(t)
+        if ch == "\n" or len(row) == width:
+            rows.append(row)
+            row = []
+    return rows + ([row] if row else [])
+
+
+def plot_activation_panels(text: str, panels, width: int = 72):
+    """One panel per (title, acts): `text` on a character grid, each cell coloured by the
+    activation (same length as text, in [-1, 1]; red positive, blue negative)."""
     import matplotlib.pyplot as plt
 
-    rows, row, vals, rowv = [], [], [], []
-    for ch, a in zip(text, acts):
-        row.append("\u21b5" if ch == "\n" else ch)
-        rowv.append(a)
-        if ch == "\n" or len(row) == width:
-            rows.append(row), vals.append(rowv)
-            row, rowv = [], []
-    if row:
-        rows.append(row), vals.append(rowv)
-    grid = np.full((len(rows), width), np.nan)
-    for i, v in enumerate(vals):
-        grid[i, : len(v)] = v
-    if ax is None:
-        _, ax = plt.subplots(figsize=(width * 0.095, len(rows) * 0.2 + 0.5))
-    ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
-    for i, r in enumerate(rows):
-        for j, ch in enumerate(r):
-            ax.text(j, i, ch, ha="center", va="center", fontsize=6.5, family="monospace")
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(title, fontsize=9, loc="left")
-    return ax
+    rows = _char_rows(text, width)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.1, len(panels) * (len(rows) * 0.17 + 0.35)),
+                             squeeze=False)
+    for ax, (title, acts) in zip(axes[:, 0], panels):
+        grid = np.full((len(rows), width), np.nan)
+        for i, r in enumerate(rows):
+            grid[i, : len(r)] = acts[r]
+        ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest", alpha=0.85)
+        for i, r in enumerate(rows):
+            for j, t in enumerate(r):
+                ax.text(j, i, "\u21b5" if text[t] == "\n" else text[t], ha="center", va="center",
+                        fontsize=7, family="monospace")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
 
 
 def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus
-from .model import gradcheck_on_text, hidden_states, synthesize
+from .model import gradcheck_on_text, sample_text
 from .train import Config, check_corpus, check_resume_config, load_checkpoint, new_run, train
 
 PROG = "python -m rnn_core"
@@ -140,13 +140,9 @@ def cmd_train(a) -> int:
 def cmd_sample(a) -> int:
     run = load_checkpoint(a.checkpoint)
     params = run.params if a.last or run.best_params is None else run.best_params
-    prime = a.prime or "\n"
-    idx = run.vocab.encode(prime)
-    h = hidden_states(params, np.zeros(run.config.m), idx[:-1])[-1]
-    out = synthesize(params, h, idx[-1], a.length, np.random.default_rng(a.seed),
-                     temperature=a.temperature, top_p=a.top_p)
-    text = run.vocab.decode(out)
-    sys.stdout.write((prime if a.prime != "\n" else "") + text + "\n")
+    text = sample_text(params, run.vocab, a.length, np.random.default_rng(a.seed), a.prime,
+                       temperature=a.temperature, top_p=a.top_p)
+    sys.stdout.write((a.prime if a.prime != "\n" else "") + text + "\n")
     return 0
 
 

@@ -332,6 +332,15 @@ def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) 
     return p
 
 
+def sample_text(params: dict, vocab, n: int, rng: np.random.Generator, prime: str = "\n",
+                temperature: float = 1.0, top_p: float = 1.0) -> str:
+    """n characters that continue `prime`: the hidden state is warmed on all of prime but its last
+    character (from h = 0), which is then the first input. Returns the sampled characters only."""
+    idx = vocab.encode(prime or "\n")
+    h = hidden_states(params, np.zeros(params["W"].shape[0]), idx[:-1])[-1]
+    return vocab.decode(synthesize(params, h, idx[-1], n, rng, temperature=temperature, top_p=top_p))
+
+
 def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Generator,
                temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
     """Sample n character indices (int64, (n,)), starting from hidden state h0 and input x0.

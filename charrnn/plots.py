@@ -104,17 +104,69 @@ def gradcheck_markdown(checks: dict) -> str:
 
 def plot_samples(samples, ncols=2, width=50, fontsize=7.5):
     """The training samples as a grid of monospace text panels, for comparison at a glance."""
+    return plot_text_panels([(f"update {s['update']:,}   smooth loss {s['smooth_loss']:.1f}", s["text"])
+                             for s in samples], ncols, width, fontsize)
+
+
+def plot_text_panels(panels, ncols=2, width=50, fontsize=7.5):
+    """A grid of monospace text panels: panels is a list of (title, text)."""
     import matplotlib.pyplot as plt
 
-    n = len(samples)
+    n = len(panels)
     nrows = max(1, -(-n // ncols))
-    wrapped = [wrap_text(s["text"], width) for s in samples]
+    wrapped = [wrap_text(text, width) for _, text in panels]
     lines = max(w.count("\n") + 1 for w in wrapped)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, (lines * 0.13 + 0.4) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, s, text in zip(axes.flat, samples, wrapped):
-        ax.set_title(f"update {s['update']:,}   smooth loss {s['smooth_loss']:.1f}", fontsize=8.5, loc="left")
+    for ax, (title, _), text in zip(axes.flat, panels, wrapped):
+        ax.set_title(title, fontsize=8.5, loc="left")
         ax.text(0, 1, text, family="monospace", fontsize=fontsize, va="top", ha="left", transform=ax.transAxes)
     fig.tight_layout()
     return fig
+
+
+BITS = 1 / np.log(2)
+
+
+def plot_validation(runs: dict, ax=None, x="updates", title=None):
+    """Held-out bits per character of each run ({label: Run}) against updates, characters seen
+    (updates x T x B) or training seconds."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for label, run in runs.items():
+        u = np.array(run.val_updates, dtype=float)
+        xs = {"updates": u, "characters": u * run.config.seq_length * run.config.batch_size,
+              "seconds": np.array(run.val_seconds)}[x]
+        ax.plot(xs[1:], np.array(run.val_losses[1:]) * BITS, lw=1.3, label=label)
+    ax.set_xlabel({"updates": "update", "characters": "characters processed",
+                   "seconds": "training time (s)"}[x])
+    ax.set_ylabel("held-out bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_seed_band(runs: dict, ax=None, max_points=2000):
+    """Smooth-loss curves of several seeds: the band between the lowest and the highest, the mean."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.6))
+    n = min(r.update for r in runs.values())
+    S = np.stack([r.smooth_losses[:n] for r in runs.values()])  # (seeds, n)
+    step = max(1, n // max_points)
+    x = np.arange(0, n, step)
+    ax.fill_between(x, S.min(axis=0)[::step], S.max(axis=0)[::step], alpha=0.3, label=f"range of {len(runs)} seeds")
+    ax.plot(x, S.mean(axis=0)[::step], lw=1.2, label="mean")
+    top = float(np.quantile(S, 0.99))
+    ax.set_ylim(S.min() - 0.05 * (top - S.min()), top)
+    ax.set_xlabel("update")
+    ax.set_ylabel("smooth loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax

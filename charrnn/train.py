@@ -144,6 +144,7 @@ class Run:
     samples: list = field(default_factory=list)  # [{"update", "smooth_loss", "text"}]
     val_updates: list = field(default_factory=list)  # updates at which the held-out loss was evaluated
     val_losses: list = field(default_factory=list)  # held-out loss there, nats per character
+    val_seconds: list = field(default_factory=list)  # training seconds elapsed there
     best_val_params: dict | None = None  # parameters at the lowest held-out loss
     best_val_update: int = -1
     best_val: float = math.inf
@@ -298,7 +299,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
         while not run.finished and not stop.requested:
             u = run.update
             if c.eval_every and u % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != u):
-                _evaluate(run, held)
+                _evaluate(run, held, seconds0 + time.perf_counter() - t_start)
             sampled = c.sample_every and u % c.sample_every == 0 and u <= c.sample_until
             if sampled:
                 start, reset = _next_start(run, len(data))
@@ -339,7 +340,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     if bar is not None:
         bar.close()
     if c.eval_every and run.update % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != run.update):
-        _evaluate(run, held)  # the last grid point, when the run stops on one (only grid points: resumable)
+        _evaluate(run, held, seconds0 + time.perf_counter() - t_start)  # the last grid point, when the run stops on one (only grid points: resumable)
     run.seconds = seconds0 + time.perf_counter() - t_start
     if checkpoint is not None:
         save_checkpoint(run, checkpoint)
@@ -362,9 +363,10 @@ def _plan(run: Run, N: int):
     return run._plan
 
 
-def _evaluate(run: Run, held: np.ndarray) -> None:
+def _evaluate(run: Run, held: np.ndarray, seconds: float) -> None:
     """Held-out loss (nats per character) of the current parameters; keeps the best ones."""
     val = evaluate_loss(run.params, held)
+    run.val_seconds.append(seconds)
     run.val_updates.append(run.update)
     run.val_losses.append(val)
     if val < run.best_val:
@@ -513,7 +515,7 @@ def save_checkpoint(run: Run, path) -> Path:
         "smooth_loss": run.smooth_loss,
         "best_update": run.best_update, "best_smooth": run.best_smooth,
         "samples": run.samples,
-        "val_updates": run.val_updates, "val_losses": run.val_losses,
+        "val_updates": run.val_updates, "val_losses": run.val_losses, "val_seconds": run.val_seconds,
         "best_val_update": run.best_val_update, "best_val": run.best_val,
         "rng_states": {k: g.bit_generator.state for k, g in run.rngs.items()},
         "seconds": run.seconds,
@@ -576,6 +578,7 @@ def load_checkpoint(path) -> Run:
                   best_update=meta["best_update"], best_smooth=meta["best_smooth"],
                   samples=meta["samples"], seconds=meta.get("seconds", 0.0),
                   val_updates=meta.get("val_updates", []), val_losses=meta.get("val_losses", []),
+                  val_seconds=meta.get("val_seconds", []),
                   best_val_params=_unflatten("bestval/", arrays) or None,
                   best_val_update=meta.get("best_val_update", -1), best_val=meta.get("best_val", math.inf))
     except KeyError as exc:
@@ -640,6 +643,12 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
 
 
+def _quiet_worker():
+    """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
+    process group); while training, `train` handles it as everywhere: stop, save, return."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
     """Worker job: the runs of `configs` one after the other (a longer run continues a shorter one)."""
     os.environ["RNN_PROGRESS"] = "0"
@@ -664,7 +673,8 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
         if not todo:
             continue
         if _POOL is None:
-            _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+            _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                           initializer=_quiet_worker)
         future = _POOL.submit(_train_chain, corpus, chain, str(runs_dir))
         for p in paths:
             _PENDING[p] = future
