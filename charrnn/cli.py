@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
                    help="sequences per update from evenly spaced streams; gradients averaged (default: %(default)s)")
+    t.add_argument("--optimizer", choices=["adagrad", "adam"], default=d.optimizer,
+                   help="adagrad (the assignment) or adam; adam wants a smaller --eta, e.g. 0.002 (default: %(default)s)")
+    t.add_argument("--order", choices=["sequential", "random", "chunks"], default=d.order,
+                   help="sequences in order, from random locations, or in shuffled chunks of 40 (default: %(default)s)")
+    t.add_argument("--holdout", type=float, default=d.holdout,
+                   help="fraction of the corpus, at its end, held out and evaluated on (default: none)")
+    t.add_argument("--eval-every", type=int, default=None,
+                   help="updates between held-out evaluations (default: 10000 when --holdout is given)")
     t.add_argument("--backend", choices=["auto", "numba", "numpy", "steps"], default=d.backend,
                    help="fused numba kernel, vectorised numpy, or textbook per-step form; auto = numba if it compiles (default: %(default)s)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,9 +116,11 @@ def _corpus(path, seq_length):
 def cmd_train(a) -> int:
     out = Path(a.out)
     corpus = _corpus(a.data, a.seq_length)
+    eval_every = a.eval_every if a.eval_every is not None else (10_000 if a.holdout else 0)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
                     max_updates=a.max_updates, seed=a.seed, backend=a.backend,
-                    batch_size=a.batch_size)
+                    batch_size=a.batch_size, optimizer=a.optimizer, order=a.order,
+                    holdout=a.holdout, eval_every=eval_every)
     run = None
     if out.exists():
         if a.resume:
@@ -133,6 +143,9 @@ def cmd_train(a) -> int:
     print(f"updates {run.update}  epochs {run.epoch}  seconds {run.seconds:.1f}")
     print(f"final smooth loss {run.smooth_loss:.4f}")
     print(f"lowest smooth loss {run.best_smooth:.4f} at update {run.best_update}")
+    if run.val_losses:
+        print(f"held-out loss {run.val_losses[-1]:.4f} nats/char ({run.val_losses[-1] / math.log(2):.4f} bits); "
+              f"lowest {run.best_val:.4f} at update {run.best_val_update}")
     print(f"checkpoint {out}")
     return 0
 

@@ -47,6 +47,9 @@ def test_train_sample_gradcheck_end_to_end(corpus_file, tmp_path):
     assert again.stdout == s.stdout
     hot = cli("sample", "--checkpoint", out, "--length", 50, "--temperature", 0.5, "--top-p", 0.9, check=0)
     assert len(hot.stdout) == 51
+    v = cli("train", "--data", corpus_file, "--out", tmp_path / "v.npz", "--max-updates", 60, "--holdout", 0.2,
+            "--eval-every", 20, "--optimizer", "adam", "--eta", 0.005, "--order", "chunks", *SMALL, check=0)
+    assert "held-out loss" in v.stdout and "lowest" in v.stdout
     g = cli("gradcheck", "--data", corpus_file, "--m", 5, "--sig", 0.1, check=0)
     rows = [line.split() for line in g.stdout.splitlines() if line.startswith("d")]
     assert [r[0] for r in rows] == ["dU", "dW", "dV", "db", "dc"]
@@ -92,6 +95,8 @@ def test_bad_inputs_get_one_line_and_a_nonzero_exit(corpus_file, tmp_path):
     assert_one_line_error(cli("train", "--epochs", 0), 2, "--epochs")
     assert_one_line_error(cli("train", "--eta", "fast"), 2, "--eta")
     assert_one_line_error(cli("train", "--bogus"), 2, "unrecognized")
+    assert_one_line_error(cli("train", "--data", corpus_file, "--out", tmp_path / "h.npz", "--holdout", 1.5), 1, "holdout")
+    assert_one_line_error(cli("train", "--order", "sideways"), 2, "--order")
     assert_one_line_error(cli("sample", "--top-p", 1.5), 2, "top-p")
     assert_one_line_error(cli("sample", "--checkpoint", corpus_file), 1, "not a readable checkpoint")
     assert_one_line_error(cli("sample", "--checkpoint", tmp_path / "none.npz"), 1, "not found")
