@@ -136,14 +136,19 @@ def plot_validation(runs: dict, ax=None, x="updates", title=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
+    shown = []
     for label, run in runs.items():
         u = np.array(run.val_updates, dtype=float)
+        shown += list(np.array(run.val_losses[1:]) * BITS)
         xs = {"updates": u, "characters": u * run.config.seq_length * run.config.batch_size,
               "seconds": np.array(run.val_seconds)}[x]
         ax.plot(xs[1:], np.array(run.val_losses[1:]) * BITS, lw=1.3, label=label)
     ax.set_xlabel({"updates": "update", "characters": "characters processed",
                    "seconds": "training time (s)"}[x])
     ax.set_ylabel("held-out bits per character")
+    if shown:  # early evaluations can be far off: keep the scale for where the curves end up
+        lo, q = min(shown), float(np.quantile(shown, 0.85))
+        ax.set_ylim(lo - 0.05 * (q - lo + 0.1), min(max(shown), q + 0.6 * (q - lo + 0.1)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:

@@ -661,11 +661,26 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
     `chains`: a list of configs or of lists of configs; the configs of one list run in order in one
     process (so that a long run continues a shorter one of the same settings). `cached_run` then
     waits for a run that is still being trained. Returns the paths being trained."""
+    started = []
+    # one BLAS thread per worker: the workers already use the cores (spawned workers inherit this)
+    saved = {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})
+    try:
+        _submit_chains(corpus, chains, runs_dir, workers, started)
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+    return started
+
+
+def _submit_chains(corpus, chains, runs_dir, workers, started):
     import concurrent.futures as cf
     import multiprocessing as mp
 
     global _POOL
-    started = []
     for chain in chains:
         chain = chain if isinstance(chain, (list, tuple)) else [chain]
         paths = [str(_run_path(corpus, c, runs_dir)) for c in chain]
@@ -679,7 +694,6 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
         for p in paths:
             _PENDING[p] = future
         started += paths
-    return started
 
 
 def _is_finished(path: Path) -> bool:
