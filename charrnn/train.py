@@ -252,15 +252,15 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _progress_bar(run: Run, progress):
+def _progress_bar(total: int, initial: int, progress):
+    """A tqdm bar (a widget in a notebook), or None when progress is off (RNN_PROGRESS=0)."""
     if progress is None:
         progress = os.environ.get("RNN_PROGRESS", "1").lower() not in ("0", "false", "no")
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=run.target_updates(), initial=run.update, unit="upd", smoothing=0.1,
-                dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, initial=initial, unit="upd", smoothing=0.1, dynamic_ncols=True, mininterval=0.5)
 
 
 def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = None,
@@ -292,7 +292,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
-    bar = _progress_bar(run, progress)
+    bar = _progress_bar(run.target_updates(), run.update, progress)
     t_start, t_saved = time.perf_counter(), time.perf_counter()
     seconds0 = run.seconds
     with _StopFlag() as stop:
@@ -627,7 +627,7 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     path = _run_path(corpus, config, runs_dir)
     pending = _PENDING.pop(str(path), None)
     if pending is not None:
-        pending.result()  # re-raises the job's error, if any
+        _wait_for(pending, path, corpus, config, progress)
     if path.exists():
         run = load_checkpoint(path)
         if run.finished and run.config.epochs == config.epochs and run.config.max_updates == config.max_updates:
@@ -643,6 +643,27 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
 
 
+def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> None:
+    """Wait for a background job; with a progress bar fed by the checkpoints it writes."""
+    import concurrent.futures as cf
+
+    bar = None
+    if not future.done():
+        bar = _progress_bar(new_run(corpus, config).target_updates(), 0, progress)
+        if bar is not None:
+            bar.set_description(f"{path.stem} (in the background)")
+    while True:
+        try:
+            future.result(timeout=2.0)  # re-raises the job's error, if any
+            break
+        except cf.TimeoutError:
+            meta = _meta_of(path) if bar is not None and path.exists() else None
+            if meta and meta["update"] > bar.n:
+                bar.update(meta["update"] - bar.n)
+    if bar is not None:
+        bar.close()
+
+
 def _quiet_worker():
     """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
     process group); while training, `train` handles it as everywhere: stop, save, return."""
@@ -652,7 +673,10 @@ def _quiet_worker():
 def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
     """Worker job: the runs of `configs` one after the other (a longer run continues a shorter one)."""
     os.environ["RNN_PROGRESS"] = "0"
-    return [str(cached_run(corpus, c, runs_dir, progress=False).update) for c in configs]
+    # checkpoint_seconds only says how often to save (not part of the run's key): often enough here
+    # for a waiting notebook's progress bar to move
+    return [str(cached_run(corpus, c.replace(checkpoint_seconds=15.0), runs_dir, progress=False).update)
+            for c in configs]
 
 
 def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) -> list:
