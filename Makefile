@@ -12,10 +12,10 @@ OUT ?= runs/model.npz
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data test train sample gradcheck report pdf-deps bench clean
+.PHONY: help venv data test train sample gradcheck report pdf-deps bench clean clean-runs
 
 help:  ## list the targets
-	@echo "make <target>   (variables: DATA=path/to/corpus.txt EPOCHS=$(EPOCHS) OUT=$(OUT))"
+	@echo "make <target>   (variables: DATA=path/to/corpus.txt QUICK=1 EPOCHS=$(EPOCHS) OUT=$(OUT))"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 14
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -47,6 +47,7 @@ QUICK ?= 0
 PDF_TOOLS := pandoc xelatex
 report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.html (with code) and .pdf (without)
 	@mkdir -p report
+	@echo "report: executing assignment4.ipynb; runs not in runs/ yet are trained first (about 11 minutes on 2 cores for all of them; a cached re-render takes under a minute)"
 	RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_PROGRESS=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=-1 --output-dir report --output assignment4.ipynb assignment4.ipynb
 	$(PY) -c "import nbformat as n, datetime as d; p='report/assignment4.ipynb'; nb=n.read(p, 4); \
@@ -62,8 +63,11 @@ pdf-deps:  ## install the PDF tools on Debian (pandoc, xelatex, TeX packages nbc
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pandoc texlive-xetex \
 		texlive-fonts-recommended texlive-plain-generic poppler-utils
 
-bench: $(STAMP) $(CORPUS)  ## training speed of each implementation, side by side
+bench: $(STAMP) $(CORPUS)  ## speed of every implementation side by side, then quality at equal time (~10 min)
 	$(PY) bench.py
 
-clean:  ## remove rendered reports, run cache and caches (keeps .venv and data)
-	rm -rf report runs .pytest_cache __pycache__ */__pycache__
+clean:  ## remove rendered reports and Python caches (keeps .venv, data and the trained runs)
+	rm -rf report .pytest_cache __pycache__ */__pycache__
+
+clean-runs:  ## remove the trained runs in runs/ (the next make report trains them again)
+	rm -rf runs
