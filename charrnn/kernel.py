@@ -1,5 +1,6 @@
-"""The fused training kernel: forward, BPTT, clipping and AdaGrad for a whole stretch of updates in
-one compiled (numba) function, batch 1, with exactly the loop semantics of `train.train`.
+"""The fused training kernel: forward, BPTT, clipping and the AdaGrad or Adam update for a whole
+stretch of updates in one compiled (numba) function, batch 1, in sequential order or following an
+epoch's plan (random locations, shuffled chunks), with exactly the loop semantics of `train.train`.
 
 It computes the same quantities as the vectorised numpy form of `model.py`; only the order of the
 floating-point sums differs. Every inner loop is written as an axpy over a contiguous row
@@ -144,15 +145,32 @@ def _adagrad(theta, grad, G, eta, eps, clip):
 
 
 @njit(**_JIT)
-def run_updates(U, W, V, b, c, GU, GW, GV, Gb, Gc, BU, BW, BV, Bb, Bc, data, hprev,
-                loss_out, smooth_out, istate, fstate, n_updates, T, eta, eps, clip, decay):
+def _adam(theta, grad, M, Vm, eta, beta1, beta2, eps, clip, c1, c2):
+    """Clip, then Adam: M = b1 M + (1-b1) g; V = b2 V + (1-b2) g^2; theta -= eta (M/c1) / (sqrt(V/c2) + eps)."""
+    th, gr, mm, vv = theta.ravel(), grad.ravel(), M.ravel(), Vm.ravel()
+    for i in range(th.shape[0]):
+        g = min(max(gr[i], -clip), clip)
+        mm[i] = beta1 * mm[i] + (1.0 - beta1) * g
+        vv[i] = beta2 * vv[i] + (1.0 - beta2) * g * g
+        th[i] -= eta * (mm[i] / c1) / (np.sqrt(vv[i] / c2) + eps)
+
+
+@njit(**_JIT)
+def run_updates(U, W, V, b, c, SU, SW, SV, Sb, Sc, RU, RW, RV, Rb, Rc, BU, BW, BV, Bb, Bc, data, hprev,
+                loss_out, smooth_out, istate, fstate, n_updates, T, eta, eps, clip, decay,
+                adam, beta1, beta2, starts, resets):
     """Up to `n_updates` training updates in place, with the semantics of `train.train`.
 
-    istate int64: [update, epoch, pos, best_update, status]; fstate float64: [smooth, best_smooth].
-    B* receive a copy of the parameters whenever the smooth loss reaches a new low. Stops early
-    with status NONFINITE (the update not applied) if a loss is NaN or infinite.
+    istate int64: [update, epoch, pos, best_update, status, adam step t]; fstate float64:
+    [smooth, best_smooth]. S* is the optimiser's first state (AdaGrad's G, or Adam's first moment),
+    R* Adam's second moment (ignored by AdaGrad). B* receive a copy of the parameters whenever the
+    smooth loss reaches a new low. Order: with `starts` empty, sequential (pos is the character
+    offset e); otherwise pos indexes the epoch's plan `starts`/`resets` and the call returns at the
+    end of the epoch. Stops early with status NONFINITE (the update not applied) if a loss is NaN
+    or infinite.
     """
     m, K, N = W.shape[0], V.shape[0], data.shape[0]
+    planned = starts.shape[0] > 0
     H = np.empty((T + 1, m))
     P = np.empty((T, K))
     GA = np.empty((T, m))
@@ -161,7 +179,12 @@ def run_updates(U, W, V, b, c, GU, GW, GV, Gb, Gc, BU, BW, BV, Bb, Bc, data, hpr
     touched = np.zeros(K, dtype=np.bool_)
     for _ in range(n_updates):
         u, pos = istate[0], istate[2]
-        loss = forward_backward(U, W, V, b, c, data[pos:pos + T], data[pos + 1:pos + T + 1], hprev,
+        e = pos
+        if planned:
+            e = starts[pos]
+            if resets[pos]:
+                hprev[:] = 0.0
+        loss = forward_backward(U, W, V, b, c, data[e:e + T], data[e + 1:e + T + 1], hprev,
                                 H, P, GA, dU, dW, dV, db, dc, touched)
         if not np.isfinite(loss):
             istate[4] = NONFINITE
@@ -178,23 +201,41 @@ def run_updates(U, W, V, b, c, GU, GW, GV, Gb, Gc, BU, BW, BV, Bb, Bc, data, hpr
             BV[:, :] = V
             Bb[:] = b
             Bc[:] = c
-        for x in range(K):  # columns of dU that are zero leave U and GU unchanged: skip them
-            if touched[x]:
-                for i in range(m):
-                    g = min(max(dU[i, x], -clip), clip)
-                    GU[i, x] += g * g
-                    U[i, x] -= eta * g / np.sqrt(GU[i, x] + eps)
-        _adagrad(W, dW, GW, eta, eps, clip)
-        _adagrad(V, dV, GV, eta, eps, clip)
-        _adagrad(b, db, Gb, eta, eps, clip)
-        _adagrad(c, dc, Gc, eta, eps, clip)
+        if adam:
+            t = istate[5] + 1
+            istate[5] = t
+            c1, c2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
+            _adam(U, dU, SU, RU, eta, beta1, beta2, eps, clip, c1, c2)  # moments move even where g = 0
+            _adam(W, dW, SW, RW, eta, beta1, beta2, eps, clip, c1, c2)
+            _adam(V, dV, SV, RV, eta, beta1, beta2, eps, clip, c1, c2)
+            _adam(b, db, Sb, Rb, eta, beta1, beta2, eps, clip, c1, c2)
+            _adam(c, dc, Sc, Rc, eta, beta1, beta2, eps, clip, c1, c2)
+        else:
+            for x in range(K):  # columns of dU that are zero leave U and G unchanged: skip them
+                if touched[x]:
+                    for i in range(m):
+                        g = min(max(dU[i, x], -clip), clip)
+                        SU[i, x] += g * g
+                        U[i, x] -= eta * g / np.sqrt(SU[i, x] + eps)
+            _adagrad(W, dW, SW, eta, eps, clip)
+            _adagrad(V, dV, SV, eta, eps, clip)
+            _adagrad(b, db, Sb, eta, eps, clip)
+            _adagrad(c, dc, Sc, eta, eps, clip)
         hprev[:] = H[T]
-        pos += T
         istate[0] = u + 1
-        if pos + T + 1 > N:  # fewer than T+1 characters left: next epoch
-            istate[1] += 1
-            pos = 0
-            hprev[:] = 0.0
+        if planned:
+            pos += 1
+            if pos == starts.shape[0]:  # the plan is done: next epoch, with a new plan
+                istate[1] += 1
+                istate[2] = 0
+                hprev[:] = 0.0
+                break
+        else:
+            pos += T
+            if pos + T + 1 > N:  # fewer than T+1 characters left: next epoch
+                istate[1] += 1
+                pos = 0
+                hprev[:] = 0.0
         istate[2] = pos
     istate[4] = OK
 
@@ -223,11 +264,11 @@ def _warm_up():
     m, K, T = 2, 3, 2
     rng = np.random.default_rng(0)
     p = [rng.standard_normal(s) * 0.1 for s in ((m, K), (m, m), (K, m), (m,), (K,))]
-    G = [np.zeros_like(a) for a in p]
-    B = [np.zeros_like(a) for a in p]
+    S, R, B = ([np.zeros_like(a) for a in p] for _ in range(3))
     data = np.array([0, 1, 2, 0, 1, 2, 0], dtype=np.int64)
-    run_updates(*p, *G, *B, data, np.zeros(m), np.zeros(4), np.zeros(4),
-                np.zeros(5, dtype=np.int64), np.array([0.0, np.inf]), 2, T, 0.1, 1e-8, 5.0, 0.999)
+    run_updates(*p, *S, *R, *B, data, np.zeros(m), np.zeros(4), np.zeros(4),
+                np.zeros(6, dtype=np.int64), np.array([0.0, np.inf]), 2, T, 0.1, 1e-8, 5.0, 0.999,
+                False, 0.9, 0.999, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_))
 
 
 def kernel_loss_and_grads(params: dict, inputs, targets, hprev):

@@ -25,7 +25,7 @@ from .optim import OPTIMIZERS, adagrad_init, clip_grads
 CHECKPOINT_FORMAT = 1
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
-NUMERICS_VERSION = 2
+NUMERICS_VERSION = 3
 
 
 @dataclass
@@ -287,8 +287,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     check_corpus(run, corpus)
     c = run.config
     data, held = split_data(corpus, c)
-    use_kernel = (c.backend == "numba" and c.batch_size == 1 and c.optimizer == "adagrad"
-                  and c.order == "sequential" and _kernel_usable())
+    use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
@@ -423,18 +422,31 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     from . import kernel
 
     c = run.config
-    p, G, B = run.params, run.opt_state["G"], run.best_params
-    istate = np.array([run.update, run.epoch, run.pos, run.best_update, 0], dtype=np.int64)
+    adam = c.optimizer == "adam"
+    p, B = run.params, run.best_params
+    S = run.opt_state["m"] if adam else run.opt_state["G"]
+    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
+    if c.order == "sequential":
+        starts, resets = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    else:
+        starts, resets = _plan(run, len(data))
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+    istate = np.array([run.update, run.epoch, run.pos, run.best_update, 0,
+                       run.opt_state.get("t", 0) if adam else 0], dtype=np.int64)
     fstate = np.array([run.smooth_loss, run.best_smooth])
     hprev = np.array(run.hprev, dtype=np.float64)  # (m,) updated in place
-    kernel.run_updates(*(p[k] for k in PARAM_NAMES), *(G[k] for k in PARAM_NAMES),
-                       *(B[k] for k in PARAM_NAMES), data, hprev, run.loss, run.smooth_history,
-                       istate, fstate, n, c.seq_length, c.eta, c.eps, c.clip, c.smooth)
+    kernel.run_updates(*(p[k] for k in PARAM_NAMES), *(S[k] for k in PARAM_NAMES),
+                       *(R[k] for k in PARAM_NAMES), *(B[k] for k in PARAM_NAMES), data, hprev,
+                       run.loss, run.smooth_history, istate, fstate, n, c.seq_length, c.eta, c.eps,
+                       c.clip, c.smooth, adam, c.beta1, c.beta2, starts, resets)
     run.update, run.epoch, run.pos, run.best_update = (int(v) for v in istate[:4])
+    if adam:
+        run.opt_state["t"] = int(istate[5])
     run.smooth_loss, run.best_smooth = float(fstate[0]), float(fstate[1])
     run.hprev = hprev
     if istate[4] != kernel.OK:
-        X, Y = data[run.pos: run.pos + c.seq_length], data[run.pos + 1: run.pos + c.seq_length + 1]
+        e = run.pos if c.order == "sequential" else int(starts[run.pos])
+        X, Y = data[e: e + c.seq_length], data[e + 1: e + c.seq_length + 1]
         _diverged(run, loss_and_grads(run.params, X, Y, run.hprev)[0])
 
 
