@@ -148,7 +148,7 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     ap.add_argument("--out", default="runs/bench.json", help="JSON results (default: %(default)s)")
     a = ap.parse_args()
-    corpus = rc.load_corpus(rc.build_default_corpus())
+    corpus = rc.open_corpus()
     K = corpus.vocab.K
     try:
         import torch  # noqa: F401

@@ -10,12 +10,12 @@ Command line: `python -m rnn_core train | sample | gradcheck | corpus` (each tak
 from charrnn.analysis import (activations, distinct_word_ratio, pick_units, plot_activation_panels,
                               plot_top_candidates, text_features, top_candidates)
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
-                          corpus_from_text, load_corpus)
+                          corpus_from_text, load_corpus, open_corpus)
 from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_text, loss_and_grads_batch,
                            rnn_backward_batch, rnn_forward_batch, hidden_states, init_params, loss_and_grads,
                            loss_and_grads_steps, numerical_grads, relative_error, rnn_backward,
                            rnn_backward_steps, rnn_forward, rnn_forward_steps, sample_text, sampling_probs,
-                           sequence_loss, softmax, step_backward, step_forward, synthesize)
+                           softmax, step_backward, step_forward, synthesize)
 from charrnn.plots import (BITS, format_samples, gradcheck_markdown, known_word_fraction, markdown_table,
                            plot_samples, plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
                            save_figure, wrap_text)

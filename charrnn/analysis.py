@@ -77,6 +77,13 @@ def distinct_word_ratio(text: str) -> float:
     return len(set(words)) / len(words) if words else 0.0
 
 
+def _shown(ch: str, space: bool = False) -> str:
+    """A character as drawn in a figure: a newline as a return sign, a space (if asked) as a box."""
+    if ch == "\n":
+        return "\u21b5"
+    return "\u2423" if space and ch == " " else ch
+
+
 def _char_rows(text: str, width: int):
     """Lines of at most `width` characters; a newline, drawn as a return sign, ends a line."""
     rows, row = [], []
@@ -103,7 +110,7 @@ def plot_activation_panels(text: str, panels, width: int = 72):
         ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest", alpha=0.85)
         for i, r in enumerate(rows):
             for j, t in enumerate(r):
-                ax.text(j, i, "\u21b5" if text[t] == "\n" else text[t], ha="center", va="center",
+                ax.text(j, i, _shown(text[t]), ha="center", va="center",
                         fontsize=7, family="monospace")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(title, fontsize=9, loc="left")
@@ -122,12 +129,10 @@ def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=No
     ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
     for j in range(n):
         for i in range(k):
-            ch = top_chars[j][i]
-            ax.text(j, i, "\u21b5" if ch == "\n" else ("\u2423" if ch == " " else ch), ha="center",
-                    va="center", fontsize=7, family="monospace")
+            ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=7,
+                    family="monospace")
     ax.set_xticks(range(n))
-    ax.set_xticklabels(["\u21b5" if c == "\n" else ("\u2423" if c == " " else c) for c in line],
-                       family="monospace", fontsize=7)
+    ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=7)
     ax.set_yticks(range(k))
     ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=7)
     ax.set_xlabel("input character (the next one is the target)")

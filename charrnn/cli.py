@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus
+from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
 from .model import gradcheck_on_text, sample_text
 from .train import Config, check_corpus, check_resume_config, load_checkpoint, new_run, train
 
@@ -107,15 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _corpus(path, seq_length):
-    if Path(path) == DEFAULT_CORPUS and not DEFAULT_CORPUS.exists():
-        build_default_corpus()
-    return load_corpus(path, seq_length)
-
-
 def cmd_train(a) -> int:
     out = Path(a.out)
-    corpus = _corpus(a.data, a.seq_length)
+    corpus = open_corpus(a.data, a.seq_length)
     eval_every = a.eval_every if a.eval_every is not None else (10_000 if a.holdout else 0)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
                     max_updates=a.max_updates, seed=a.seed, backend=a.backend,
@@ -160,7 +154,7 @@ def cmd_sample(a) -> int:
 
 
 def cmd_gradcheck(a) -> int:
-    corpus = _corpus(a.data, a.seq_length)
+    corpus = open_corpus(a.data, a.seq_length)
     T = a.seq_length
     table = gradcheck_on_text(corpus.data, corpus.vocab.K, a.m, T, a.sig, a.step, n_spot=a.spot, seed=a.seed)
     print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, float64")

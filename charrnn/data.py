@@ -196,3 +196,10 @@ def build_default_corpus(dest=DEFAULT_CORPUS, cache_dir=None) -> Path:
     tmp.write_text(text, encoding="utf-8", newline="")
     os.replace(tmp, dest)
     return dest
+
+
+def open_corpus(path=DEFAULT_CORPUS, seq_length: int = 25) -> Corpus:
+    """`load_corpus`, building the default corpus first when that is the one asked for."""
+    if Path(path).resolve() == DEFAULT_CORPUS:
+        build_default_corpus()
+    return load_corpus(path, seq_length)

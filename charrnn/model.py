@@ -146,11 +146,6 @@ def loss_and_grads(params: dict, inputs, targets, hprev: np.ndarray):
     return float(loss), rnn_backward(params, cache), cache[2][-1].copy()
 
 
-def sequence_loss(params: dict, inputs, targets, hprev: np.ndarray) -> float:
-    """The loss only (no gradients), for numerical differentiation and evaluation."""
-    return float(rnn_forward(params, np.asarray(inputs), np.asarray(targets), hprev)[0])
-
-
 # ----------------------------------------------------------------------------- mini-batch form
 def rnn_forward_batch(params: dict, inputs: np.ndarray, targets: np.ndarray, hprev: np.ndarray):
     """B sequences at once. inputs, targets: int (B,T); hprev: (B,m). Returns (summed loss, cache)."""

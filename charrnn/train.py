@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import Corpus, RNNError, Vocab
-from .model import (PARAM_NAMES, init_params, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps,
-                    synthesize)
-from .model import evaluate_loss
-from .optim import OPTIMIZERS, adagrad_init, clip_grads
+from .model import (PARAM_NAMES, evaluate_loss, init_params, loss_and_grads, loss_and_grads_batch,
+                    loss_and_grads_steps, synthesize)
+from .optim import OPTIMIZERS, clip_grads
 
 CHECKPOINT_FORMAT = 1
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
@@ -33,7 +32,7 @@ class Config:
     """Everything that defines a training run. Saved in every checkpoint."""
 
     m: int = 100  # hidden units
-    eta: float = 0.1  # AdaGrad learning rate
+    eta: float = 0.1  # learning rate (of AdaGrad or Adam)
     seq_length: int = 25  # T: characters per training sequence (BPTT length)
     batch_size: int = 1  # B: sequences per update, from B evenly spaced streams (1: the exact algorithm)
     optimizer: str = "adagrad"  # "adagrad" (the assignment) or "adam"
@@ -103,8 +102,8 @@ BACKENDS = {"numpy": loss_and_grads, "steps": loss_and_grads_steps, "numba": Non
 def resolve_backend(backend: str, batch_size: int = 1) -> str:
     """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay.
     Mini-batches (B > 1) always use the numpy batch form, whose matrix products go to BLAS."""
-    if batch_size > 1 or backend == "steps":
-        return "numpy" if batch_size > 1 else backend
+    if batch_size > 1:
+        return "numpy"
     if backend != "auto":
         return backend
     from . import kernel
@@ -149,6 +148,7 @@ class Run:
     best_val_update: int = -1
     best_val: float = math.inf
     seconds: float = 0.0  # wall time spent training, over all sessions
+    plan_cache: tuple | None = field(default=None, repr=False, compare=False)  # ((epoch, N), plan), not saved
 
     @property
     def finished(self) -> bool:
@@ -164,8 +164,13 @@ class Run:
         return self.smooth_history[: self.update]
 
     def target_updates(self) -> int:
-        total = self.config.epochs * self.updates_per_epoch
-        return total if self.config.max_updates is None else min(total, self.config.max_updates)
+        return target_updates(self.config.epochs, self.config.max_updates, self.updates_per_epoch)
+
+
+def target_updates(epochs: int, max_updates: int | None, updates_per_epoch: int) -> int:
+    """Updates a run does in all: its epochs, or fewer if max_updates says so."""
+    total = epochs * updates_per_epoch
+    return total if max_updates is None else min(total, max_updates)
 
 
 def stream_length(N: int, B: int) -> int:
@@ -205,17 +210,22 @@ def epoch_plan(config: Config, N: int, epoch: int):
     return starts, resets
 
 
+def updates_per_epoch(corpus: Corpus, config: Config) -> int:
+    """floor((R - 1) / T), R the length of each stream of the training part of the corpus."""
+    return (stream_length(len(split_data(corpus, config)[0]), config.batch_size) - 1) // config.seq_length
+
+
 def new_run(corpus: Corpus, config: Config) -> Run:
     config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
     T, B = config.seq_length, config.batch_size
-    R = stream_length(len(split_data(corpus, config)[0]), B)
-    if R < T + 1:
+    upe = updates_per_epoch(corpus, config)
+    if upe < 1:  # a stream shorter than T + 1 characters
         raise RNNError(f"corpus has {len(corpus.data)} characters: too short for seq_length {T}"
                        + (f" in {B} streams" if B > 1 else f" (needs at least {T + 1})"))
     rngs = random_streams(config.seed)
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
-               updates_per_epoch=(R - 1) // T, params=params,
+               updates_per_epoch=upe, params=params,
                opt_state=OPTIMIZERS[config.optimizer][0](params), rngs=rngs, hprev=_zero_state(config))
 
 
@@ -268,7 +278,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     """Train with the loop semantics of SPEC.md; returns the Run (a new one, or `run` continued).
 
     Every update: X = data[e:e+T], Y = data[e+1:e+T+1]; loss and gradients from hprev; smooth loss
-    recorded; the parameters that produced the lowest smooth loss kept; gradients clipped; AdaGrad
+    recorded; the parameters that produced the lowest smooth loss kept; gradients clipped; optimiser
     step; hprev = last hidden state; e += T. An epoch ends when fewer than T+1 characters remain,
     and the next starts at e = 0 with hprev = 0. A training sample is taken before the updates
     0, sample_every, ... up to sample_until, from hprev and the first input character.
@@ -291,14 +301,13 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
-    bar = _progress_bar(run.target_updates(), run.update, progress)
+    bar = _progress_bar(target, run.update, progress)
     t_start, t_saved = time.perf_counter(), time.perf_counter()
     seconds0 = run.seconds
     with _StopFlag() as stop:
         while not run.finished and not stop.requested:
             u = run.update
-            if c.eval_every and u % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != u):
-                _evaluate(run, held, seconds0 + time.perf_counter() - t_start)
+            _evaluate_if_due(run, held, seconds0 + time.perf_counter() - t_start)
             sampled = c.sample_every and u % c.sample_every == 0 and u <= c.sample_until
             if sampled:
                 start, reset = _next_start(run, len(data))
@@ -338,8 +347,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
                 t_saved = time.perf_counter()
     if bar is not None:
         bar.close()
-    if c.eval_every and run.update % c.eval_every == 0 and (not run.val_updates or run.val_updates[-1] != run.update):
-        _evaluate(run, held, seconds0 + time.perf_counter() - t_start)  # the last grid point, when the run stops on one (only grid points: resumable)
+    _evaluate_if_due(run, held, seconds0 + time.perf_counter() - t_start)  # where the run stops on a grid point
     run.seconds = seconds0 + time.perf_counter() - t_start
     if checkpoint is not None:
         save_checkpoint(run, checkpoint)
@@ -357,13 +365,18 @@ def _next_start(run: Run, N: int):
 
 def _plan(run: Run, N: int):
     key = (run.epoch, N)
-    if getattr(run, "_plan_key", None) != key:  # one plan per epoch, recomputed after a resume
-        run._plan, run._plan_key = epoch_plan(run.config, N, run.epoch), key
-    return run._plan
+    if run.plan_cache is None or run.plan_cache[0] != key:  # one plan per epoch, recomputed after a resume
+        run.plan_cache = (key, epoch_plan(run.config, N, run.epoch))
+    return run.plan_cache[1]
 
 
-def _evaluate(run: Run, held: np.ndarray, seconds: float) -> None:
-    """Held-out loss (nats per character) of the current parameters; keeps the best ones."""
+def _evaluate_if_due(run: Run, held: np.ndarray, seconds: float) -> None:
+    """Held-out loss (nats per character) of the current parameters when the update is on the
+    evaluation grid and not evaluated yet (only grid points, so that a resumed run evaluates
+    where an uninterrupted one does); keeps the best parameters."""
+    c = run.config
+    if not c.eval_every or run.update % c.eval_every or (run.val_updates and run.val_updates[-1] == run.update):
+        return
     val = evaluate_loss(run.params, held)
     run.val_seconds.append(seconds)
     run.val_updates.append(run.update)
@@ -388,12 +401,10 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
         window = np.arange(B)[:, None] * (R - 1) + np.arange(T)  # (B,T) offsets of the B streams
     sequential = c.order == "sequential"
     for _ in range(n):
-        e, u = run.pos, run.update
-        if not sequential:
-            starts, resets = _plan(run, len(data))
-            e = int(starts[run.pos])
-            if resets[run.pos]:
-                run.hprev = _zero_state(c)
+        u = run.update
+        e, reset = _next_start(run, len(data))
+        if reset:
+            run.hprev = _zero_state(c)
         X, Y = data[window + e], data[window + e + 1]
         loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
         if not math.isfinite(loss):
@@ -408,7 +419,7 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
         run.hprev = h_last
         run.update = u + 1
         if sequential:
-            run.pos = e + T
+            run.pos += T
             over = run.pos + T + 1 > R  # fewer than T+1 characters left (in each stream)
         else:
             run.pos += 1
@@ -445,7 +456,7 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     run.smooth_loss, run.best_smooth = float(fstate[0]), float(fstate[1])
     run.hprev = hprev
     if istate[4] != kernel.OK:
-        e = run.pos if c.order == "sequential" else int(starts[run.pos])
+        e = _next_start(run, len(data))[0]
         X, Y = data[e: e + c.seq_length], data[e + 1: e + c.seq_length + 1]
         _diverged(run, loss_and_grads(run.params, X, Y, run.hprev)[0])
 
@@ -635,8 +646,8 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     is bit-exact, so this equals training from scratch). Interrupted runs are resumed too. A run
     that `prefetch` is training in the background is waited for."""
     runs_dir = Path(runs_dir)
-    key = run_key(corpus, config)
     path = _run_path(corpus, config, runs_dir)
+    key = path.stem.split("-")[0]
     pending = _PENDING.pop(str(path), None)
     if pending is not None:
         _wait_for(pending, path, corpus, config, progress)
@@ -645,7 +656,7 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
         if run.finished and run.config.epochs == config.epochs and run.config.max_updates == config.max_updates:
             return run
     else:
-        want = new_run(corpus, config).target_updates()
+        want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
         best = None
         for other in runs_dir.glob(f"{key}-*.npz"):
             meta = _meta_of(other)
@@ -661,7 +672,8 @@ def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> N
 
     bar = None
     if not future.done():
-        bar = _progress_bar(new_run(corpus, config).target_updates(), 0, progress)
+        bar = _progress_bar(target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config)),
+                            0, progress)
         if bar is not None:
             bar.set_description(f"{path.stem} (in the background)")
     while True:
@@ -684,7 +696,6 @@ def _quiet_worker():
 
 def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
     """Worker job: the runs of `configs` one after the other (a longer run continues a shorter one)."""
-    os.environ["RNN_PROGRESS"] = "0"
     # checkpoint_seconds only says how often to save (not part of the run's key): often enough here
     # for a waiting notebook's progress bar to move
     return [str(cached_run(corpus, c.replace(checkpoint_seconds=15.0), runs_dir, progress=False).update)
@@ -737,6 +748,4 @@ def _is_finished(path: Path) -> bool:
     if not meta:
         return False
     c = meta["config"]
-    total = c["epochs"] * meta["updates_per_epoch"]
-    target = total if c.get("max_updates") is None else min(total, c["max_updates"])
-    return meta["update"] >= target
+    return meta["update"] >= target_updates(c["epochs"], c.get("max_updates"), meta["updates_per_epoch"])
