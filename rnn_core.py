@@ -21,9 +21,12 @@ from charrnn.plots import (BITS, format_samples, gradcheck_markdown, known_word_
                            save_figure, wrap_text)
 from charrnn.ngram import KneserNey
 from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip_grads
-from charrnn.train import (Config, Run, TrainingDiverged, cached_run, check_corpus, load_checkpoint, resolve_backend,
-                           epoch_plan, new_run, prefetch, random_streams, run_key, save_checkpoint, split_data,
-                           stream_length, train)
+from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.config import Config, check_resume_config, resolve_backend
+from charrnn.run import Run, check_corpus, new_run, random_streams
+from charrnn.runcache import NUMERICS_VERSION, cached_run, prefetch, run_key
+from charrnn.schedule import epoch_plan, split_data, stream_length, target_updates, updates_per_epoch
+from charrnn.train import TrainingDiverged, train
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 

@@ -7,6 +7,11 @@
     ngram  the interpolated Kneser-Ney n-gram baseline
     analysis  hidden units and next-character candidates of a trained network
     plots  figures and tables for the report
-    train  config, training loop (orders, mini-batches, validation), checkpoints, run cache
+    config     the Config dataclass, its checks, what a resumed run may change
+    schedule   held-out split, stream lengths, updates per epoch, epoch plans, when a run is done
+    run        the state of a run (Run) and a new run
+    train      the training loop (orders, mini-batches, samples, held-out checks, stopping)
+    checkpoint save, load and check a run as one .npz
+    runcache   the run cache in runs/ and its background workers
     cli    `python -m rnn_core ...`
 """

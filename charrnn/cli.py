@@ -10,7 +10,10 @@ import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
 from .model import gradcheck_on_text, sample_text
-from .train import Config, check_corpus, check_resume_config, load_checkpoint, new_run, train
+from .checkpoint import load_checkpoint
+from .config import Config, check_resume_config
+from .run import check_corpus, new_run
+from .train import train
 
 PROG = "python -m rnn_core"
 

@@ -228,12 +228,12 @@ def test_run_cache_loads_and_extends(corpus, tmp_path, monkeypatch):
     cfg = small_config(epochs=2)
     first = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    import charrnn.train as tr
+    import charrnn.runcache as cache
 
     def no_training(*a, **k):
         raise AssertionError("should have come from the cache")
 
-    monkeypatch.setattr(tr, "train", no_training)
+    monkeypatch.setattr(cache, "train", no_training)
     assert_runs_equal(first, rc.cached_run(corpus, cfg, runs_dir=tmp_path))
     monkeypatch.undo()
     # a longer run continues the cached one and equals a fresh one

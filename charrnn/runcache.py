@@ -1,0 +1,168 @@
+"""The run cache in runs/: keys, serving a finished run, continuing a shorter one, background workers."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_checkpoint
+from .config import Config, result_fields
+from .data import Corpus, RNNError
+from .run import Run
+from .schedule import is_complete, target_updates, updates_per_epoch
+from .train import progress_bar, train
+
+# Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
+# order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
+NUMERICS_VERSION = 3
+
+
+def run_key(corpus: Corpus, config: Config) -> str:
+    """Hash of the corpus content, every config field that decides the numbers (all but how long to
+    run and how often to save) and NUMERICS_VERSION."""
+    blob = json.dumps({"corpus": corpus.sha256, "config": result_fields(config), "numerics": NUMERICS_VERSION},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _meta_of(path: Path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except Exception:  # an unreadable cache entry is simply not used
+        return None
+
+
+def _run_path(corpus: Corpus, config: Config, runs_dir) -> Path:
+    length = f"e{config.epochs}" + (f"u{config.max_updates}" if config.max_updates is not None else "")
+    return Path(runs_dir) / f"{run_key(corpus, config)}-{length}.npz"
+
+
+def _serves(meta: dict | None, config: Config) -> bool:
+    """Whether a cached checkpoint's meta is a finished run of exactly `config` (not just of its key)."""
+    if not meta:
+        return False
+    try:
+        stored = Config.from_json(json.dumps(meta["config"]))
+    except (TypeError, ValueError, RNNError):
+        return False
+    return (result_fields(stored) == result_fields(config)
+            and (stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
+            and is_complete(meta["update"], stored, meta["updates_per_epoch"]))
+
+
+def _is_cached(path: Path, config: Config) -> bool:
+    return path.exists() and _serves(_meta_of(path), config)
+
+
+_PENDING: dict = {}  # run path -> Future of a background job that will write it
+_POOL = None  # the ProcessPoolExecutor of `prefetch`, started on first use
+
+
+def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -> Run:
+    """The run for this config and corpus: loaded from `runs_dir` when it was trained before, else
+    trained, continuing the longest cached run of the same settings that stopped earlier (resuming
+    is bit-exact, so this equals training from scratch). Interrupted runs are resumed too. A run
+    that `prefetch` is training in the background is waited for. A cached file is served only if
+    its stored config equals `config` field by field."""
+    runs_dir = Path(runs_dir)
+    path = _run_path(corpus, config, runs_dir)
+    key = path.stem.split("-")[0]
+    pending = _PENDING.pop(str(path), None)
+    if pending is not None:
+        _wait_for(pending, path, corpus, config, progress)
+    run = None
+    if path.exists():
+        if _is_cached(path, config):
+            return load_checkpoint(path)
+        run = load_checkpoint(path)  # an interrupted run of these settings: resumed below
+    else:
+        want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
+        best = None
+        for other in runs_dir.glob(f"{key}-*.npz"):
+            meta = _meta_of(other)
+            if meta and meta["update"] <= want and (best is None or meta["update"] > best[0]):
+                best = (meta["update"], other)
+        run = load_checkpoint(best[1]) if best else None
+    return train(corpus, config, run=run, checkpoint=path, progress=progress)
+
+
+def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> None:
+    """Wait for a background job; with a progress bar fed by the checkpoints it writes."""
+    import concurrent.futures as cf
+
+    bar = None
+    if not future.done():
+        bar = progress_bar(target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config)),
+                            0, progress)
+        if bar is not None:
+            bar.set_description(f"{path.stem} (in the background)")
+    while True:
+        try:
+            future.result(timeout=2.0)  # re-raises the job's error, if any
+            break
+        except cf.TimeoutError:
+            meta = _meta_of(path) if bar is not None and path.exists() else None
+            if meta and meta["update"] > bar.n:
+                bar.update(meta["update"] - bar.n)
+    if bar is not None:
+        bar.close()
+
+
+def _quiet_worker():
+    """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
+    process group); while training, `train` handles it as everywhere: stop, save, return."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
+    """Worker job: the runs of `configs` one after the other (a longer run continues a shorter one)."""
+    # checkpoint_seconds only says how often to save (not part of the run's key): often enough here
+    # for a waiting notebook's progress bar to move
+    return [str(cached_run(corpus, c.replace(checkpoint_seconds=15.0), runs_dir, progress=False).update)
+            for c in configs]
+
+
+def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) -> list:
+    """Start training, in `workers` background processes, the runs that are not cached yet.
+
+    `chains`: a list of configs or of lists of configs; the configs of one list run in order in one
+    process (so that a long run continues a shorter one of the same settings). `cached_run` then
+    waits for a run that is still being trained. Returns the paths being trained."""
+    started = []
+    # one BLAS thread per worker: the workers already use the cores (spawned workers inherit this)
+    saved = {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})
+    try:
+        _submit_chains(corpus, chains, runs_dir, workers, started)
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+    return started
+
+
+def _submit_chains(corpus, chains, runs_dir, workers, started):
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    global _POOL
+    for chain in chains:
+        chain = chain if isinstance(chain, (list, tuple)) else [chain]
+        paths = [str(_run_path(corpus, c, runs_dir)) for c in chain]
+        todo = [c for c, p in zip(chain, paths) if not _is_cached(Path(p), c) and p not in _PENDING]
+        if not todo:
+            continue
+        if _POOL is None:
+            _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                           initializer=_quiet_worker)
+        future = _POOL.submit(_train_chain, corpus, chain, str(runs_dir))
+        for p in paths:
+            _PENDING[p] = future
+        started += paths
