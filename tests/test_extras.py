@@ -118,9 +118,25 @@ def test_validation_is_evaluated_on_the_held_out_part_only(corpus, tmp_path):
     assert_runs_equal(run, resumed)
 
 
-def test_validation_with_the_kernel(corpus):
+def test_validation_with_the_kernel(corpus, monkeypatch):
+    """The kernel evaluates on the same grid as the numpy loop, and it is the kernel that trains."""
+    from charrnn import kernel
+    import charrnn.train as tr
+
+    if not kernel.available():
+        pytest.skip(f"the kernel does not run here: {kernel.unavailable_reason()}")
+
+    def no_numpy(*a, **k):
+        raise AssertionError("trained with the numpy loop, not the kernel")
+
+    monkeypatch.setattr(tr, "_numpy_updates", no_numpy)
     run = rc.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numba"), progress=False)
-    assert run.config.backend == "numba" and run.val_updates[:3] == [0, 15, 30]
+    monkeypatch.undo()
+    ref = rc.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numpy"), progress=False)
+    assert run.config.backend == "numba" and run.val_updates == ref.val_updates
+    assert run.val_updates[:3] == [0, 15, 30]
+    # the first evaluation is of the initial parameters, which the two backends share exactly
+    assert run.val_losses[0] == ref.val_losses[0]
 
 
 # ----------------------------------------------------------------------------- n-gram baseline
@@ -166,11 +182,19 @@ def test_text_features_and_unit_picking():
     assert unit == 4 and r == pytest.approx(-1.0)
 
 
-def test_top_candidates_are_sorted_probabilities(corpus):
+def test_top_candidates_are_the_most_probable_next_characters(corpus):
+    """Checked against the sampler's own distribution, step by step (an independent path)."""
     params = rc.init_params(corpus.vocab.K, 8, np.random.default_rng(0), 0.5)
-    top, probs = rc.top_candidates(params, corpus.data[:30], k=4)
+    idx = corpus.data[:30]
+    top, probs = rc.top_candidates(params, idx, k=4)
     assert top.shape == probs.shape == (30, 4)
-    assert (np.diff(probs, axis=1) <= 0).all() and (probs.sum(axis=1) <= 1 + 1e-12).all()
+    h = np.zeros(8)
+    for t, x in enumerate(idx):
+        h = np.tanh(params["W"] @ h + params["U"][:, x] + params["b"])
+        p = rc.sampling_probs(params["V"] @ h + params["c"])  # (K,)
+        assert np.allclose(probs[t], p[top[t]], rtol=1e-12, atol=0)  # same sums, summed in another order
+        assert probs[t, -1] >= np.delete(p, top[t]).max()  # nothing left out beats the 4th candidate
+        assert (np.diff(probs[t]) <= 0).all()
 
 
 def test_sampled_text_measures():

@@ -31,10 +31,10 @@ def test_full_gradient_check_m5(corpus):
 
 def test_spot_gradient_check_m100(corpus):
     X, Y = first_sequence(corpus)
-    params = random_params(corpus.vocab.K, 100, seed=3, sig=0.05)
-    table = rc.gradcheck(params, X, Y, h=H, floor=FLOOR, n_spot=15, rng=np.random.default_rng(4))
+    params = random_params(corpus.vocab.K, 100, seed=3, sig=SIG)
+    table = rc.gradcheck(params, X, Y, h=H, floor=FLOOR, n_spot=20, rng=np.random.default_rng(4))
     for name, row in table.items():
-        assert row["checked"] == 15
+        assert row["checked"] == 20
         assert row["max_rel"] < TOL, (name, row)
 
 
@@ -155,9 +155,16 @@ def test_sampling_is_reproducible_from_the_generator():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def test_priming_changes_the_hidden_state(corpus):
+def test_priming_warms_the_hidden_state_then_continues(corpus):
+    """sample_text(prime) = synthesize from the state after all of prime but its last character,
+    with that last character as the first input; another prime gives another continuation."""
     params = random_params(corpus.vocab.K, 20, seed=0, sig=0.3)
-    Hs = rc.hidden_states(params, np.zeros(20), corpus.vocab.encode("When in"))
-    assert Hs.shape == (8, 20)
-    assert np.linalg.norm(Hs[-1]) > 0.1
-    assert not np.allclose(Hs[-1], rc.hidden_states(params, np.zeros(20), corpus.vocab.encode("the Cou"))[-1])
+    v = corpus.vocab
+    Hs = rc.hidden_states(params, np.zeros(20), v.encode("When i"))
+    assert Hs.shape == (7, 20) and np.linalg.norm(Hs[-1]) > 0.1
+    text = rc.sample_text(params, v, 40, np.random.default_rng(5), prime="When in")
+    by_hand = v.decode(rc.synthesize(params, Hs[-1], v.index["n"], 40, np.random.default_rng(5)))
+    assert len(text) == 40 and text == by_hand
+    cold = v.decode(rc.synthesize(params, np.zeros(20), v.index["n"], 40, np.random.default_rng(5)))
+    assert text != cold  # the prime's history changed what follows "n"
+    assert text != rc.sample_text(params, v, 40, np.random.default_rng(5), prime="the Coun")

@@ -98,7 +98,9 @@ def test_loop_positions_epochs_and_samples(corpus, backend):
     # within an epoch e goes 0, T, 2T, ...; the last sequence ends at most at N-1
     assert positions[: per_epoch - 1] == [T * (i + 1) for i in range(per_epoch - 1)]
     assert positions[per_epoch - 1] == 0 and seen[per_epoch - 1][1] == 1  # new epoch: e = 0
-    assert (per_epoch - 1) * T + T + 1 <= N < per_epoch * T + T + 1
+    last = positions[per_epoch - 2]  # start of the epoch's last sequence, as the loop reached it
+    assert last + T + 1 <= N  # it fit: its targets end at data[N - 1] at the latest
+    assert last + T + T + 1 > N  # and one more would not have: fewer than T + 1 characters were left
     run = rc.train(corpus, cfg, progress=False)
     assert [s["update"] for s in run.samples] == [0, 7, 14, 21, 28]
     assert all(len(s["text"]) == 30 for s in run.samples)
