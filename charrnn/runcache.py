@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +45,32 @@ def _run_path(corpus: Corpus, config: Config, runs_dir) -> Path:
 
 def _serves(meta: dict | None, config: Config) -> bool:
     """Whether a cached checkpoint's meta is a finished run of exactly `config` (not just of its key)."""
-    if not meta:
+    if not _same_settings(meta, config):
         return False
-    try:
-        stored = Config.from_json(json.dumps(meta["config"]))
-    except (TypeError, ValueError, RNNError):
-        return False
-    return (result_fields(stored) == result_fields(config)
-            and (stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
+    stored = Config.from_json(json.dumps(meta["config"]))
+    return ((stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
             and is_complete(meta["update"], stored, meta["updates_per_epoch"]))
+
+
+def _same_settings(meta: dict | None, config: Config) -> bool:
+    """Whether a checkpoint's meta is of a run with exactly these result fields (any length)."""
+    try:
+        return result_fields(Config.from_json(json.dumps(meta["config"]))) == result_fields(config)
+    except (TypeError, ValueError, KeyError, RNNError):
+        return False
+
+
+def _set_aside(path: Path, why: str) -> Path:
+    """Move a cache entry that must not be used into runs/set-aside/ (kept for a look), saying so."""
+    aside = path.parent / "set-aside"
+    aside.mkdir(exist_ok=True)
+    dest = aside / path.name
+    n = 1
+    while dest.exists():
+        dest, n = aside / f"{path.stem}.{n}{path.suffix}", n + 1
+    os.replace(path, dest)
+    print(f"notice: cached run {path} set aside as {dest}: {why}; training it again", file=sys.stderr)
+    return dest
 
 
 def _is_cached(path: Path, config: Config) -> bool:
@@ -77,15 +95,19 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
         _wait_for(pending, path, corpus, config, progress)
     run = None
     if path.exists():
-        if _is_cached(path, config):
+        meta = _meta_of(path)
+        if _serves(meta, config):
             return load_checkpoint(path)
-        run = load_checkpoint(path)  # an interrupted run of these settings: resumed below
+        if _same_settings(meta, config):
+            run = load_checkpoint(path)  # an interrupted run of these settings: resumed below
+        else:
+            _set_aside(path, "it holds a run of other settings")
     else:
         want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
         best = None
         for other in runs_dir.glob(f"{key}-*.npz"):
             meta = _meta_of(other)
-            if meta and meta["update"] <= want and (best is None or meta["update"] > best[0]):
+            if _same_settings(meta, config) and meta["update"] <= want and (best is None or meta["update"] > best[0]):
                 best = (meta["update"], other)
         run = load_checkpoint(best[1]) if best else None
     return train(corpus, config, run=run, checkpoint=path, progress=progress)

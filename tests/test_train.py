@@ -1,4 +1,4 @@
-"""The training loop: SPEC.md semantics, AdaGrad and clipping, determinism, resume, run cache."""
+"""The training loop: the semantics of docs/algorithm.md, AdaGrad and clipping, determinism, resume, run cache."""
 import math
 
 import numpy as np
@@ -248,3 +248,40 @@ def test_run_cache_loads_and_extends(corpus, tmp_path, monkeypatch):
     assert rc.run_key(other, cfg) != rc.run_key(corpus, cfg)
     assert rc.run_key(corpus, cfg) == rc.run_key(corpus, cfg.replace(epochs=9, max_updates=4))
     assert rc.run_key(corpus, cfg) != rc.run_key(corpus, cfg.replace(eta=0.05))
+
+
+def test_run_key_covers_every_field_that_decides_the_numbers(corpus):
+    """Every Config field but how long to run and how often to save changes the key, so that a
+    changed default can never map new settings onto a run trained under the old ones."""
+    import dataclasses
+
+    from charrnn.config import RUN_LENGTH_FIELDS
+
+    cfg = small_config()
+    other = {"m": 17, "eta": 0.2, "seq_length": 11, "batch_size": 2, "optimizer": "adam", "beta1": 0.8,
+             "beta2": 0.99, "order": "chunks", "chunk_sequences": 7, "holdout": 0.1, "eval_every": 5,
+             "sig": 0.02, "clip": 4.0, "eps": 1e-7, "seed": 9, "smooth": 0.99, "sample_every": 3,
+             "sample_until": 50, "sample_length": 20, "backend": "steps"}
+    fields = {f.name for f in dataclasses.fields(rc.Config)}
+    assert set(other) == fields - set(RUN_LENGTH_FIELDS)  # a new field must be added here too
+    key = rc.run_key(corpus, cfg)
+    for name, value in other.items():
+        changed = cfg.replace(**{name: value}, **({"holdout": 0.1} if name == "eval_every" else {}))
+        assert rc.run_key(corpus, changed) != key, name
+    for name in RUN_LENGTH_FIELDS:
+        assert rc.run_key(corpus, cfg.replace(**{name: 7})) == key, name
+
+
+def test_run_cache_serves_only_a_run_of_the_settings_asked_for(corpus, tmp_path, monkeypatch):
+    """A file under the right name but holding another config (as a changed default would leave
+    behind) is not served: the run is trained for the settings asked for."""
+    import charrnn.runcache as cache
+
+    cfg = small_config(epochs=1)
+    path = cache._run_path(corpus, cfg, tmp_path)
+    stale = rc.train(corpus, cfg.replace(eta=0.05), progress=False)  # "the old default"
+    rc.save_checkpoint(stale, path)
+    served = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    assert served.config.eta == cfg.eta
+    assert_runs_equal(served, rc.train(corpus, cfg, progress=False))
+    assert rc.load_checkpoint(tmp_path / "set-aside" / path.name).config.eta == 0.05  # kept for a look
