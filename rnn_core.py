@@ -21,6 +21,7 @@ from charrnn.plots import (BITS, format_samples, gradcheck_markdown, known_word_
                            save_figure, wrap_text)
 from charrnn.ngram import KneserNey
 from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip_grads
+from charrnn.captions import ref, show_figure, show_passage, show_table
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.config import Config, check_resume_config, resolve_backend
 from charrnn.run import Run, check_corpus, new_run, random_streams

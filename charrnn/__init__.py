@@ -7,6 +7,8 @@
     ngram  the interpolated Kneser-Ney n-gram baseline
     analysis  hidden units and next-character candidates of a trained network
     plots  figures and tables for the report
+    captions  numbered figures, tables and framed passages in the notebook, with captions
+    render    the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
     config     the Config dataclass, its checks, what a resumed run may change
     schedule   held-out split, stream lengths, updates per epoch, epoch plans, when a run is done
     run        the state of a run (Run) and a new run

@@ -1,0 +1,120 @@
+"""Numbered figures, tables and framed text passages for the report notebook, with their captions.
+
+Each `show_*` function displays its item in the notebook (and so in the HTML report) with a
+caption such as "Figure 3. ...", and attaches metadata under the key "report" to the output, which
+`charrnn.render` reads to typeset the same item in the PDF (a captioned figure, a captioned table, a
+framed passage). Numbers are given in the order the items are first shown, one counter per kind;
+showing a label again (re-running a cell) keeps its number.
+
+Referring to an item from text: write a Markdown link whose text is the kind and whose target is
+the label, e.g. ``[Figure](#fig-main-loss)``, ``[Table](#tbl-gradcheck)`` or
+``[Passage](#psg-best-1000)``, in a Markdown cell or in Markdown that a cell displays. After the
+notebook has run, `charrnn.render.resolve_references` turns the link text into "Figure 3" (any
+label that was never shown is an error), so the text can refer to items shown later.
+
+Cell tags read by the renderer: "html-only" (the cell is left out of the PDF: text for notebook
+users), "title" (the title cell: the PDF prints its own title block).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+
+KINDS = {"fig": "Figure", "tbl": "Table", "psg": "Passage"}
+_numbers: dict = {kind: {} for kind in KINDS}
+LABEL = re.compile(r"^(fig|tbl|psg)-[a-z0-9][a-z0-9-]*$")
+
+
+def number(label: str) -> int:
+    """The number of `label` ("fig-...", "tbl-..." or "psg-..."), given on first use."""
+    if not LABEL.match(label):
+        raise ValueError(f"label {label!r}: use fig-..., tbl-... or psg-... (lower case, digits, hyphens)")
+    seen = _numbers[label[:3]]
+    if label not in seen:
+        seen[label] = len(seen) + 1
+    return seen[label]
+
+
+def ref(label: str) -> str:
+    """'Figure 3' for a label (numbering it if it is new): for references in text a cell computes."""
+    return f"{KINDS[label[:3]]} {number(label)}"
+
+
+def _caption_markdown(label: str, caption: str) -> str:
+    return f'<a id="{label}"></a>**{ref(label)}.** {caption}'
+
+
+def _report_meta(label: str, caption: str, kind: str, **extra) -> dict:
+    return {"report": dict(kind=kind, label=label, number=number(label), name=ref(label), caption=caption, **extra)}
+
+
+def min_font_size(fig) -> float:
+    """The smallest font size (points) of the visible, non-empty text in a matplotlib figure."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return float(min(sizes)) if sizes else 0.0
+
+
+def show_figure(fig, label: str, caption: str, name: str | None = None, folder="figures", dpi=150):
+    """Show a matplotlib figure with a numbered caption below it; also saved as figures/<name>.png/.pdf.
+
+    The PDF places the image at its drawn size (figure inches), so that the font sizes chosen in the
+    figure are the sizes on the page. Returns the reference, e.g. 'Figure 3'."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from .plots import save_figure
+
+    number(label)
+    if name:
+        save_figure(fig, name, folder)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    png = buf.getvalue()
+    width_px = int.from_bytes(png[16:20], "big")  # the PNG header's IHDR width and height
+    height_px = int.from_bytes(png[20:24], "big")
+    meta = _report_meta(label, caption, "figure", width_in=width_px / dpi, height_in=height_px / dpi,
+                        min_font_pt=min_font_size(fig))
+    plt.close(fig)
+    display({"image/png": base64.b64encode(png).decode(), "text/plain": f"<{ref(label)}>"},
+            metadata={**meta, "image/png": {"width": round(width_px * 96 / dpi)}}, raw=True)
+    display(Markdown(_caption_markdown(label, caption)), metadata={"report": {"kind": "caption", "label": label}})
+    return ref(label)
+
+
+def show_table(header, rows, label: str, caption: str, align=None):
+    """Show a Markdown table with a numbered caption above it. Returns the reference, e.g. 'Table 2'."""
+    from IPython.display import Markdown, display
+
+    from .plots import markdown_table
+
+    table = markdown_table(header, rows, align)
+    display(Markdown(_caption_markdown(label, caption) + "\n\n" + table),
+            metadata=_report_meta(label, caption, "table", table=table))
+    return ref(label)
+
+
+def show_passage(parts, label: str, caption: str):
+    """Show text in a frame, its own line breaks kept: each line of the text ends with a return
+    sign, and a line too long for the frame continues, indented, on the next (so wrapping by the
+    page is told apart from the text's newlines). `parts` is a string, or a list of (heading, text)
+    shown one after the other in the same frame. Returns the reference, e.g. 'Passage 1'."""
+    from IPython.display import Markdown, display
+
+    parts = [(None, parts)] if isinstance(parts, str) else [(h, t) for h, t in parts]
+    rows = []
+    for heading, text in parts:
+        if heading:
+            rows.append(f'<div style="font-weight:bold;margin-top:0.4em">{html.escape(heading)}</div>')
+        for line in text.split("\n"):
+            rows.append('<div style="padding-left:2em;text-indent:-2em;white-space:pre-wrap">'
+                        f'{html.escape(line)}<span style="color:#999">\u21b5</span></div>')
+    body = ("<div style=\"border:1px solid #888;padding:6px 10px;font-family:monospace;font-size:85%;"
+            f"line-height:1.35\">{''.join(rows)}</div>")
+    display(Markdown(_caption_markdown(label, caption)), metadata={"report": {"kind": "caption", "label": label}})
+    display({"text/html": body, "text/plain": "\n".join(t for _, t in parts)},
+            metadata=_report_meta(label, caption, "passage", parts=[[h, t] for h, t in parts]), raw=True)
+    return ref(label)
