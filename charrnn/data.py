@@ -73,14 +73,20 @@ class Corpus:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     def split(self, holdout: float) -> tuple["Corpus", np.ndarray]:
-        """(training corpus, held-out data): the last `holdout` fraction of the characters is held
-        out; both keep the vocabulary of the whole text."""
+        """(training corpus, held-out blocks int (n_held, L)): the blocks of `charrnn.heldout` spread
+        over the whole text are held out, the rest is the training text; both keep the vocabulary."""
         if not 0 < holdout < 1:
             raise RNNError(f"holdout must be in (0, 1), got {holdout}")
-        n = int(round(len(self.data) * (1 - holdout)))
-        train = Corpus(text=self.text[:n], vocab=self.vocab, data=self.data[:n], path=self.path,
+        from .heldout import split_array, training_pieces
+
+        try:
+            train_data, held = split_array(self.data, holdout)
+        except ValueError as exc:
+            raise RNNError(str(exc)) from None
+        text = "".join(self.text[a:b] for a, b in training_pieces(len(self.data), holdout))
+        train = Corpus(text=text, vocab=self.vocab, data=train_data, path=self.path,
                        crlf_normalised=self.crlf_normalised)
-        return train, self.data[n:]
+        return train, held
 
     def stats(self) -> dict:
         return {

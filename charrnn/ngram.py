@@ -66,3 +66,13 @@ class KneserNey:
         for i in range(start, len(text)):
             total -= math.log2(self.prob(text[max(0, i - order + 1):i], text[i], order))
         return total / (len(text) - start)
+
+    def block_log2_probs(self, blocks: list, order: int) -> np.ndarray:
+        """log2 P_order of each block's character j + 1 given the block's characters before it (the
+        context is cut at the block start, as the RNN starts each block from h = 0): (n, L - 1)
+        for n blocks of L characters (the held-out blocks of `charrnn.heldout`)."""
+        out = np.empty((len(blocks), len(blocks[0]) - 1))
+        for r, block in enumerate(blocks):
+            for i in range(1, len(block)):
+                out[r, i - 1] = math.log2(self.prob(block[max(0, i - order + 1):i], block[i], order))
+        return out

@@ -24,7 +24,8 @@ def stream_length(N: int, B: int) -> int:
 
 
 def split_data(corpus: Corpus, config: Config):
-    """(training data, held-out data or None) for this config: int arrays (N_train,), (N_held,)."""
+    """(training data, held-out blocks or None) for this config: int arrays (N_train,), (n_held, L)
+    (the split of `charrnn.heldout`: blocks spread over the corpus, the rest concatenated)."""
     if not config.holdout:
         return corpus.data, None
     train_part, held = corpus.split(config.holdout)

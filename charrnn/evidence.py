@@ -1,0 +1,141 @@
+"""Turning runs into evidence: a run's score, seed summaries, the verdict rule, the stopping rule, the mixture.
+
+Every number here is in bits per character. The rules, stated once:
+
+- Score of a run: the mean held-out loss of its last SCORE_EVALS evaluations (its final parameters
+  and the ones shortly before), not the best evaluation, which would reward lucky timing.
+- Verdict: A beats B only when the difference of their seed means is larger than the larger of the
+  two seed ranges (max - min over the seeds); otherwise "no difference at this budget".
+- Stopping: a run has stopped improving when its score improved by less than STOP_BITS over the
+  last fifth of its updates.
+- Mixture: p = lam p_rnn + (1 - lam) p_ngram, lam fitted on one half of the held-out blocks and
+  scored on the other half.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BITS = 1 / math.log(2)
+SCORE_EVALS = 3  # evaluations averaged into a run's score
+STOP_BITS = 0.01  # "stopped improving": less than this over the last fifth of the run
+NO_DIFFERENCE = "no difference at this budget"
+
+
+def curve_bits(run) -> tuple[np.ndarray, np.ndarray]:
+    """(updates (n,), held-out bits per character (n,)) of a run's evaluations."""
+    return np.array(run.val_updates, dtype=np.int64), np.array(run.val_losses) * BITS
+
+
+def score_at(losses_bits: np.ndarray, k: int) -> float:
+    """Score after evaluation k (0-based): the mean of evaluations k - SCORE_EVALS + 1 .. k."""
+    return float(np.mean(losses_bits[max(0, k - SCORE_EVALS + 1):k + 1]))
+
+
+def run_score(run) -> float:
+    """A run's score in bits per character: the mean of its last SCORE_EVALS held-out evaluations."""
+    _, bits = curve_bits(run)
+    return score_at(bits, len(bits) - 1)
+
+
+def train_bits(run, fraction: float = 0.05) -> float:
+    """Training loss in bits per character: the mean loss of the last `fraction` of the updates."""
+    n = max(1, int(run.update * fraction))
+    return float(run.losses[-n:].mean() / run.config.seq_length * BITS)
+
+
+def summarize(scores) -> dict:
+    """Mean, range (max - min) and the scores themselves of one setting's seeds."""
+    s = np.asarray(scores, dtype=float)
+    return {"mean": float(s.mean()), "range": float(np.ptp(s)), "n": len(s), "scores": s}
+
+
+def verdict(name_a: str, scores_a, name_b: str, scores_b) -> dict:
+    """Compare two settings by their seed scores (lower is better).
+
+    The difference of the means counts only when it exceeds the larger of the two seed ranges;
+    returns {"winner": name or None, "diff": mean_a - mean_b, "noise": that range, "text": ...}."""
+    a, b = summarize(scores_a), summarize(scores_b)
+    diff = a["mean"] - b["mean"]
+    noise = max(a["range"], b["range"])
+    if abs(diff) > noise:
+        winner, loser = (name_a, name_b) if diff < 0 else (name_b, name_a)
+        text = f"{winner} beats {loser} by {abs(diff):.3f} bits (seed range {noise:.3f})"
+    else:
+        winner = None
+        text = f"{name_a} against {name_b}: {NO_DIFFERENCE} (difference {abs(diff):.3f} bits, seed range {noise:.3f})"
+    return {"winner": winner, "diff": diff, "noise": noise, "text": text}
+
+
+def stopped_improving(updates, losses_bits, min_updates: int = 0) -> bool:
+    """Whether a curve of held-out evaluations (updates (n,), bits (n,)) has stopped improving: the
+    score at the last evaluation is less than STOP_BITS below the score at the last evaluation at or
+    before 4/5 of the run's updates. Never before `min_updates`."""
+    updates, bits = np.asarray(updates), np.asarray(losses_bits)
+    if len(updates) < 2 or updates[-1] < max(min_updates, 1):
+        return False
+    k = int(np.searchsorted(updates, 0.8 * updates[-1], side="right")) - 1
+    if k < 0 or k == len(updates) - 1:
+        return False
+    return score_at(bits, k) - score_at(bits, len(bits) - 1) < STOP_BITS
+
+
+def improvement_last_fifth(updates, losses_bits) -> float:
+    """The score's fall over the last fifth of the updates (bits; negative if it rose)."""
+    updates, bits = np.asarray(updates), np.asarray(losses_bits)
+    k = max(0, int(np.searchsorted(updates, 0.8 * updates[-1], side="right")) - 1)
+    return score_at(bits, k) - score_at(bits, len(bits) - 1)
+
+
+def mixture_bits(lam: float, logp_a: np.ndarray, logp_b: np.ndarray) -> float:
+    """Bits per character of p = lam p_a + (1 - lam) p_b, from natural log-probabilities of the
+    characters that occurred under each model (same shape, any)."""
+    if lam >= 1:
+        return float(-logp_a.mean() * BITS)
+    if lam <= 0:
+        return float(-logp_b.mean() * BITS)
+    mixed = np.logaddexp(math.log(lam) + logp_a, math.log1p(-lam) + logp_b)
+    return float(-mixed.mean() * BITS)
+
+
+def fit_mixture(logp_a: np.ndarray, logp_b: np.ndarray, steps: int = 1000) -> float:
+    """The lam in [0, 1] (on a grid of `steps` + 1 points) with the lowest mixture loss on these positions.
+    The loss is convex in lam, so the grid's best point is within 1/steps of the true minimum."""
+    grid = np.linspace(0.0, 1.0, steps + 1)
+    return float(grid[int(np.argmin([mixture_bits(g, logp_a, logp_b) for g in grid]))])
+
+
+def split_halves(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting blocks, scoring blocks): the even- and the odd-numbered held-out blocks, so both
+    halves are spread over the whole corpus."""
+    idx = np.arange(n_blocks)
+    return idx[0::2], idx[1::2]
+
+
+def mixture_report(logp_rnn: np.ndarray, logp_ngram: np.ndarray) -> dict:
+    """Fit lam on the even blocks, score on the odd ones. logp_*: natural log-probabilities (n_blocks, L-1).
+    Returns lam and the scoring half's bits for the RNN, the n-gram and the mixture."""
+    fit, test = split_halves(len(logp_rnn))
+    lam = fit_mixture(logp_rnn[fit], logp_ngram[fit])
+    return {"lam": lam, "rnn": mixture_bits(1.0, logp_rnn[test], logp_ngram[test]),
+            "ngram": mixture_bits(0.0, logp_rnn[test], logp_ngram[test]),
+            "mixture": mixture_bits(lam, logp_rnn[test], logp_ngram[test]),
+            "fit_blocks": len(fit), "test_blocks": len(test)}
+
+
+def stretch_losses(run, stretch: int) -> np.ndarray:
+    """Mean loss per update (nats per sequence) of each stretch of `stretch` updates in each whole
+    epoch: shape (epochs, updates_per_epoch // stretch). Row e, column j is the same text in every epoch."""
+    per = run.updates_per_epoch
+    E = run.update // per
+    n = per // stretch
+    L = run.losses[:E * per].reshape(E, per)[:, :n * stretch]
+    return L.reshape(E, n, stretch).mean(axis=2)
+
+
+def lowest_smooth_offsets(run) -> np.ndarray:
+    """For each whole epoch, the update (within the epoch) at which the smooth loss was lowest: (epochs,)."""
+    per = run.updates_per_epoch
+    E = run.update // per
+    return run.smooth_losses[:E * per].reshape(E, per).argmin(axis=1)

@@ -1,0 +1,153 @@
+"""The held-out split, the score, verdict and stopping rules, and the RNN / n-gram mixture."""
+import math
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+from charrnn import evidence as ev
+from charrnn import heldout
+
+
+# ----------------------------------------------------------------------------- the split
+@pytest.mark.parametrize("N, f", [(1_151_368, 0.05), (1221, 0.1), (1221, 0.2), (50_000, 0.3), (9_999, 0.05)])
+def test_split_sizes_add_up_and_no_held_out_character_is_trained_on(N, f):
+    data = np.arange(N)  # every position its own value: where each character went is visible
+    train, held = heldout.split_array(data, f)
+    assert len(train) + held.size == N
+    assert np.intersect1d(train, held.ravel()).size == 0  # exact: positions are integers
+    assert np.array_equal(np.sort(np.concatenate([train, held.ravel()])), data)
+    assert np.all(np.diff(train) > 0)  # the training text keeps the corpus order
+    L = held.shape[1]
+    assert held.shape[0] >= heldout.MIN_HELD_BLOCKS
+    # whole blocks: the held-out size is within two blocks of the fraction asked for (the selection
+    # rounds down the number of blocks, and the tail shorter than a block always goes to training)
+    assert abs(held.size - f * N) <= 2 * L
+
+
+def test_split_of_the_default_size_is_every_20th_block_over_the_whole_text():
+    L, starts = heldout.heldout_starts(1_151_368, 0.05)
+    assert L == heldout.BLOCK
+    assert np.all(np.diff(starts) == 20 * L)
+    assert starts[0] < 20 * L and starts[-1] > 1_151_368 - 21 * L  # from the start to the end
+
+
+def test_split_is_deterministic_and_the_same_for_every_run(corpus):
+    a_train, a_held = corpus.split(0.2)
+    b_train, b_held = corpus.split(0.2)
+    assert a_train.text == b_train.text and np.array_equal(a_held, b_held)
+    assert np.array_equal(a_train.data, corpus.vocab.encode(a_train.text))  # text and data agree
+    for seed, m in [(1, 5), (7, 20)]:
+        c = rc.Config(m=m, seed=seed, holdout=0.2, seq_length=10)
+        d_train, d_held = rc.split_data(corpus, c)
+        assert np.array_equal(d_train, a_train.data) and np.array_equal(d_held, a_held)
+    texts = heldout.block_texts(corpus.text, 0.2)
+    assert [corpus.vocab.encode(t).tolist() for t in texts] == a_held.tolist()
+
+
+def test_a_text_too_short_for_blocks_is_refused():
+    with pytest.raises(rc.RNNError, match="too short"):
+        rc.corpus_from_text("abcdefghij" * 4, seq_length=5).split(0.05)
+
+
+def test_block_scoring_restarts_at_each_block(corpus):
+    params = rc.init_params(corpus.vocab.K, 8, np.random.default_rng(0), 0.5)
+    _, held = corpus.split(0.2)
+    lp = heldout.block_log_probs(params, held)
+    assert lp.shape == (held.shape[0], held.shape[1] - 1)
+    for r in range(held.shape[0]):  # each block alone, from h = 0, by the one-sequence evaluator
+        # the two evaluators sum the same terms in another order: agreement to rounding (1e-12)
+        assert -lp[r].mean() == pytest.approx(rc.evaluate_loss(params, held[r]), rel=1e-12)
+    assert rc.evaluate_loss(params, held) == pytest.approx(-lp.mean(), rel=1e-15)
+
+
+def test_ngram_block_scores_cut_the_context_at_block_starts(corpus):
+    kn = rc.KneserNey(corpus.text, corpus.vocab.chars, max_order=3)
+    blocks = heldout.block_texts(corpus.text, 0.2)
+    lp = kn.block_log2_probs(blocks, 3)
+    assert lp.shape == (len(blocks), len(blocks[0]) - 1)
+    # the second character of a block is predicted from the first alone (order 2 context), not
+    # from the characters before the block
+    b = blocks[1]
+    assert lp[1, 0] == math.log2(kn.prob(b[0], b[1], 3))
+
+
+# ----------------------------------------------------------------------------- score and verdict
+class _FakeRun:
+    def __init__(self, losses_nats):
+        self.val_updates = list(range(0, 100 * len(losses_nats), 100))
+        self.val_losses = list(losses_nats)
+
+
+def test_run_score_is_the_mean_of_the_last_evaluations_not_the_best():
+    run = _FakeRun([3.0, 1.0, 2.0, 2.0, 2.0])  # a lucky dip at the second evaluation
+    assert ev.run_score(run) == pytest.approx(2.0 * ev.BITS, rel=1e-12)
+
+
+def test_verdict_inside_the_spread_is_no_difference():
+    a, b = [2.00, 2.10, 2.05], [2.04, 2.12, 2.02]  # ranges 0.10, difference of means 0.003
+    v = ev.verdict("A", a, "B", b)
+    assert v["winner"] is None and ev.NO_DIFFERENCE in v["text"]
+    assert v["noise"] == pytest.approx(0.10)
+
+
+def test_verdict_outside_the_spread_names_the_lower_loss():
+    a, b = [2.00, 2.02, 2.01], [2.20, 2.25, 2.21]  # difference 0.21 > the larger range 0.05
+    assert ev.verdict("A", a, "B", b)["winner"] == "A"
+    assert ev.verdict("B", b, "A", a)["winner"] == "A"
+
+
+def test_verdict_uses_the_larger_of_the_two_ranges():
+    tight, wide = [2.00, 2.00, 2.00], [2.05, 2.30, 2.15]  # difference 0.167 < range 0.25 of the wide one
+    assert ev.verdict("tight", tight, "wide", wide)["winner"] is None
+    assert ev.verdict("tight", tight, "wide", [x + 0.2 for x in wide])["winner"] == "tight"
+
+
+# ----------------------------------------------------------------------------- stopping rule
+def test_stopping_rule_on_a_synthetic_curve():
+    u = np.arange(0, 1_000_001, 10_000)
+    bits = 2.0 + 1.5 * np.exp(-u / 100_000)  # falls by 1.5 bits, with time constant 100k updates
+    # at update U the last fifth gains 1.5 (exp(-0.8 U/1e5) - exp(-U/1e5)) bits: 0.061 at 300k, 0.0100
+    # at 579k, 0.0086 at 600k. The rule must say "still improving" at 300k and "stopped" at 700k
+    k300, k700 = 30, 70
+    assert not ev.stopped_improving(u[:k300 + 1], bits[:k300 + 1])
+    assert ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1])
+    first = next(k for k in range(2, len(u)) if ev.stopped_improving(u[:k + 1], bits[:k + 1]))
+    # evaluations every 10k, and the score averages the last 3 (a lag of 10k updates at both ends of
+    # the fifth, which nearly cancels): the first stop is on one of the grid points around 579k
+    assert 570_000 <= u[first] <= 610_000
+    assert ev.stopped_improving(u, bits + 0.002 * (u / 1e5))  # a rising tail has stopped too
+    assert not ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1], min_updates=800_000)
+
+
+# ----------------------------------------------------------------------------- mixture
+def test_mixture_endpoints_are_the_two_models():
+    rng = np.random.default_rng(0)
+    a, b = np.log(rng.uniform(0.05, 1, (6, 50))), np.log(rng.uniform(0.05, 1, (6, 50)))
+    assert ev.mixture_bits(1.0, a, b) == pytest.approx(-a.mean() / math.log(2), rel=1e-12)
+    assert ev.mixture_bits(0.0, a, b) == pytest.approx(-b.mean() / math.log(2), rel=1e-12)
+    # near the ends the formula with logaddexp meets the end values (continuity, to 1e-6 bits)
+    assert ev.mixture_bits(1 - 1e-9, a, b) == pytest.approx(ev.mixture_bits(1.0, a, b), abs=1e-6)
+
+
+def test_mixture_fit_prefers_the_better_model_and_never_loses_on_its_fitting_half():
+    rng = np.random.default_rng(1)
+    good = np.log(rng.uniform(0.5, 1.0, (10, 40)))
+    bad = np.log(rng.uniform(0.01, 0.2, (10, 40)))
+    rep = ev.mixture_report(good, bad)
+    assert rep["lam"] > 0.5  # the weight goes to the better model
+    fit, _ = ev.split_halves(10)
+    lam = ev.fit_mixture(good[fit], bad[fit])
+    # lam = 1 is on the grid, so the fitted mixture is at most the better model's loss on the fit half
+    assert ev.mixture_bits(lam, good[fit], bad[fit]) <= ev.mixture_bits(1.0, good[fit], bad[fit]) + 1e-12
+    assert rep["fit_blocks"] + rep["test_blocks"] == 10
+
+
+def test_stretch_losses_line_up_the_same_text_in_every_epoch():
+    class R:
+        updates_per_epoch, update = 10, 30
+        losses = np.tile(np.arange(10.0), 3) + np.repeat([0.0, -1.0, -2.0], 10)  # same profile, lower each epoch
+        smooth_losses = losses
+    S = ev.stretch_losses(R, 5)
+    assert S.shape == (3, 2) and np.allclose(S[:, 1] - S[:, 0], 5.0)
+    assert ev.lowest_smooth_offsets(R).tolist() == [0, 0, 0]
