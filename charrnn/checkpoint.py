@@ -1,20 +1,17 @@
-"""Checkpoints: a whole run in one .npz (no pickle), written atomically, read back and checked."""
+"""Checkpoints: a whole run in one .npz (no pickle), written atomically by one writer, read back checked."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import json
-import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .data import RNNError, Vocab
-from .model import PARAM_NAMES
 from .run import Run
-
-CHECKPOINT_FORMAT = 1
+from .validate import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint
 
 
 def _flatten(prefix: str, tree, out: dict) -> None:
@@ -36,6 +33,75 @@ def _unflatten(prefix: str, arrays) -> dict:
             value = arrays[key]
             node[leaf] = value.item() if value.ndim == 0 else value
     return tree
+
+
+# ----------------------------------------------------------------------------- one writer per checkpoint
+_HELD: dict = {}  # resolved checkpoint path -> open lock file of this process
+
+
+def lock_held(path) -> bool:
+    """Whether this process holds the lock of checkpoint `path`."""
+    return str(Path(path).resolve()) in _HELD
+
+
+def lock_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def checkpoint_lock(path):
+    """Hold the lock of checkpoint `path` (fcntl.flock on a lock file beside it, removed on release):
+    a second writer, in this process or another, is refused with a CheckpointError at once. The
+    kernel releases a flock when its process dies, so a killed run never leaves it stuck.
+    Re-entrant within one process."""
+    key = str(Path(path).resolve())
+    if key in _HELD:
+        yield
+        return
+    lock = lock_path(path)
+    while True:
+        try:
+            fh = open(lock, "a+b")
+        except OSError as exc:
+            raise CheckpointError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise CheckpointError(f"{path} is being written by another process "
+                                  f"(lock {lock}); wait for it or choose another --out") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the one there now
+            same = os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    _HELD[key] = fh
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        try:
+            lock.unlink()
+        except OSError:
+            pass
+        fh.close()
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove temp files of this checkpoint left by a writer that died mid-write (its pid is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2: -4]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (OSError, OverflowError):
+            pass
 
 
 def save_checkpoint(run: Run, path) -> Path:
@@ -64,61 +130,34 @@ def save_checkpoint(run: Run, path) -> Path:
         _flatten("best/", run.best_params, arrays)
     if run.best_val_params is not None:
         _flatten("bestval/", run.best_val_params, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_tmp(path)
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
-def _read_npz(path: Path) -> dict:
-    if not path.exists():
-        raise RNNError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise RNNError(f"checkpoint path is a directory: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise RNNError(f"not a readable checkpoint: {path} ({exc.__class__.__name__})") from None
-
-
 def load_checkpoint(path) -> Run:
-    """Read a checkpoint written by `save_checkpoint` (np.load with allow_pickle=False)."""
-    path = Path(path)
-    arrays = _read_npz(path)
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise RNNError(f"checkpoint format {meta.get('format')} is not {CHECKPOINT_FORMAT}: {path}")
-        config = Config.from_json(json.dumps(meta["config"]))
-        rngs = {}
-        for name, state in meta["rng_states"].items():
-            g = np.random.default_rng()
-            g.bit_generator.state = state
-            rngs[name] = g
-        params = _unflatten("params/", arrays)
-        run = Run(config=config, vocab=Vocab(meta["vocab"]), corpus_sha256=meta["corpus_sha256"],
-                  updates_per_epoch=meta["updates_per_epoch"], params=params,
-                  opt_state=_unflatten("opt/", arrays), rngs=rngs, hprev=arrays["hprev"],
-                  update=meta["update"], epoch=meta["epoch"], pos=meta["pos"],
-                  smooth_loss=meta["smooth_loss"], loss=arrays["loss"],
-                  smooth_history=arrays["smooth_loss"], best_params=_unflatten("best/", arrays) or None,
-                  best_update=meta["best_update"], best_smooth=meta["best_smooth"],
-                  samples=meta["samples"], seconds=meta.get("seconds", 0.0),
-                  val_updates=meta.get("val_updates", []), val_losses=meta.get("val_losses", []),
-                  val_seconds=meta.get("val_seconds", []),
-                  best_val_params=_unflatten("bestval/", arrays) or None,
-                  best_val_update=meta.get("best_val_update", -1), best_val=meta.get("best_val", math.inf))
-    except KeyError as exc:
-        raise RNNError(f"checkpoint {path} lacks {exc.args[0]!r}; was it written by this program?") from None
-    if set(params) != set(PARAM_NAMES):
-        raise RNNError(f"checkpoint {path} holds parameters {sorted(params)}, expected {list(PARAM_NAMES)}")
-    return run
+    """Read a checkpoint written by `save_checkpoint`. Every member and meta field is checked first
+    (`validate.read_checkpoint`); anything wrong is a CheckpointError naming the file and the field."""
+    f, arrays = read_checkpoint(Path(path))
+    return Run(config=f["config"], vocab=f["vocab"], corpus_sha256=f["corpus_sha256"],
+               updates_per_epoch=f["updates_per_epoch"], params=_unflatten("params/", arrays),
+               opt_state=_unflatten("opt/", arrays), rngs=f["rngs"], hprev=arrays["hprev"],
+               update=f["update"], epoch=f["epoch"], pos=f["pos"], smooth_loss=f["smooth_loss"],
+               loss=arrays["loss"], smooth_history=arrays["smooth_loss"],
+               best_params=_unflatten("best/", arrays) or None, best_update=f["best_update"],
+               best_smooth=f["best_smooth"], samples=f["samples"], seconds=f["seconds"],
+               val_updates=f["val_updates"], val_losses=f["val_losses"], val_seconds=f["val_seconds"],
+               best_val_params=_unflatten("bestval/", arrays) or None,
+               best_val_update=f["best_val_update"], best_val=f["best_val"])

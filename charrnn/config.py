@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import os
 from dataclasses import dataclass
 
 from .data import RNNError
@@ -15,6 +17,49 @@ BACKENDS = ("auto", "numba", "numpy", "steps")
 # Fields that only say how long to run or how often to save: a run may be resumed with other values,
 # and they are not part of a cached run's key.
 RUN_LENGTH_FIELDS = ("epochs", "max_updates", "checkpoint_seconds")
+
+
+# Ranges of the integer fields (inclusive); 2**62 keeps every count far from int64 overflow.
+BIG = 2**62
+_INT_RANGES = (("m", 1, 10**6), ("seq_length", 1, 10**6), ("batch_size", 1, 10**6), ("chunk_sequences", 1, BIG),
+               ("eval_every", 0, BIG), ("epochs", 1, BIG), ("max_updates", 0, BIG), ("seed", 0, 2**63 - 1),
+               ("sample_every", 0, BIG), ("sample_until", 0, BIG), ("sample_length", 0, 10**6))
+# A run is refused when its arrays would need more than this share of the machine's memory.
+MEMORY_SHARE = 0.5
+
+
+def _check_type(name: str, value, kind: str) -> None:
+    ok = {"int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+          "int?": value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)),
+          "float": isinstance(value, numbers.Real) and not isinstance(value, bool),
+          "str": isinstance(value, str)}[kind]
+    if not ok:
+        wanted = {"int": "a whole number", "int?": "a whole number or None", "float": "a number", "str": "a string"}
+        raise RNNError(f"{name} must be {wanted[kind]}, got {value!r}")
+
+
+def memory_bytes(config: "Config", K: int) -> int:
+    """Rough size of a run's arrays: parameters, gradients, best copies and optimiser state (about 7
+    copies at most), plus the forward/backward caches of one update (B sequences of T steps)."""
+    n_params = config.m * config.m + 2 * config.m * K + config.m + K
+    caches = config.batch_size * config.seq_length * (4 * config.m + 3 * K)
+    return 8 * (7 * n_params + caches)
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def check_memory(config: "Config", K: int) -> None:
+    """Refuse, before allocating anything, a run whose arrays would not fit in memory."""
+    need, have = memory_bytes(config, K), physical_memory()
+    if need > MEMORY_SHARE * have:
+        raise RNNError(f"m={config.m}, K={K}, batch_size={config.batch_size}, seq_length={config.seq_length} "
+                       f"needs about {need / 2**30:.1f} GiB, more than half of this machine's "
+                       f"{have / 2**30:.1f} GiB")
 
 
 @dataclass
@@ -46,16 +91,20 @@ class Config:
     checkpoint_seconds: float = 60.0  # seconds between checkpoints while training (when a path is given)
 
     def __post_init__(self):
-        for name in ("m", "seq_length", "epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise RNNError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_updates is not None and self.max_updates < 0:
-            raise RNNError(f"max_updates must be >= 0, got {self.max_updates}")
+        for name, kind in _FIELD_KINDS.items():
+            _check_type(name, getattr(self, name), kind)
+        for name, low, high in _INT_RANGES:
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise RNNError(f"{name} must be in [{low}, {high}], got {value}")
         for name in ("eta", "sig", "clip", "eps"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise RNNError(f"{name} must be a positive number, got {getattr(self, name)}")
-        if not 0 <= self.smooth < 1:
-            raise RNNError(f"smooth must be in [0, 1), got {self.smooth}")
+        for name in ("smooth", "beta1", "beta2", "holdout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise RNNError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds >= 0):
+            raise RNNError(f"checkpoint_seconds must be a number >= 0, got {self.checkpoint_seconds}")
         if self.backend not in BACKENDS:
             raise RNNError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -64,10 +113,9 @@ class Config:
             raise RNNError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
         if self.order != "sequential" and self.batch_size != 1:
             raise RNNError("random and chunked orders take batch_size 1")
-        if not 0 <= self.holdout < 1:
-            raise RNNError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.eval_every and not self.holdout:
             raise RNNError("eval_every needs a holdout fraction to evaluate on")
+        check_memory(self, K=2)  # the smallest vocabulary: a huge m is refused before any corpus is read
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -75,10 +123,22 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in fields})
+        try:
+            stored = json.loads(text)
+        except ValueError as exc:
+            raise RNNError(f"config is not JSON ({exc})") from None
+        if not isinstance(stored, dict):
+            raise RNNError(f"config must be a JSON object, got {type(stored).__name__}")
+        return cls(**{k: v for k, v in stored.items() if k in fields})
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+# The type of every field, checked first: a config read from a checkpoint's JSON may hold anything.
+_FIELD_KINDS = {f.name: ("int?" if f.name == "max_updates" else
+                         "int" if f.type == "int" else "float" if f.type == "float" else "str")
+                for f in dataclasses.fields(Config)}
 
 
 def resolve_backend(backend: str, batch_size: int = 1) -> str:

@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
+from .checkpoint import checkpoint_lock, lock_held, save_checkpoint
 from .config import Config, check_resume_config
 from .data import Corpus, RNNError
 from .model import PARAM_NAMES, evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps, synthesize
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, new_run, zero_state
-from .schedule import epoch_plan, split_data, stream_length
+from .schedule import epoch_plan, split_data, stream_length, updates_per_epoch
 
 # Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: about
 # 0.3 s of work each at m = 100, so that Ctrl-C, time limits and checkpoint times are honoured promptly.
@@ -36,24 +36,37 @@ class TrainingDiverged(RNNError):
     """The loss became NaN or infinite."""
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class _StopFlag:
-    """Turns SIGINT (Ctrl-C, a notebook's interrupt) into a request to stop between two updates."""
+    """Turns SIGINT (Ctrl-C, a notebook's interrupt), SIGTERM and SIGHUP into a request to stop
+    between two updates; the signal is kept in `_StopFlag.last` (see `stop_signal`)."""
+
+    last = None  # the signal that stopped the latest run, or None
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old = {}
 
     def __enter__(self):
+        _StopFlag.last = None
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         self.requested = True
+        _StopFlag.last = signum
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def stop_signal():
+    """The signal (SIGINT, SIGTERM or SIGHUP) that stopped the latest `train` early, or None."""
+    return _StopFlag.last
 
 
 def progress_bar(total: int, initial: int, progress):
@@ -84,6 +97,10 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     With batch_size B > 1 the corpus is read as B evenly spaced streams, one sequence from each per
     update, each stream with its own hprev; the loss and gradients are averaged over the B.
     """
+    if checkpoint is not None and not lock_held(checkpoint):
+        with checkpoint_lock(checkpoint):  # one writer per checkpoint
+            return train(corpus, config, run=run, checkpoint=checkpoint, progress=progress,
+                         callback=callback, time_limit=time_limit)
     if run is None:
         run = new_run(corpus, config if config is not None else Config())
     elif config is not None:
@@ -91,6 +108,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     check_corpus(run, corpus)
     c = run.config
     data, held = split_data(corpus, c)
+    _check_schedule(run, corpus, held)
     use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
     target = run.target_updates()
     if run.best_params is None:
@@ -98,7 +116,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     bar = progress_bar(target, run.update, progress)
     t_start = t_saved = time.perf_counter()
     seconds0 = run.seconds
-    with _StopFlag() as stop:
+    with _StopFlag() as stop, np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # divergence: one line
         while not run.finished and not stop.requested:
             u = run.update
             _evaluate_if_due(run, held, seconds0 + time.perf_counter() - t_start)
@@ -128,6 +146,19 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     if checkpoint is not None:
         save_checkpoint(run, checkpoint)
     return run
+
+
+def _check_schedule(run: Run, corpus: Corpus, held) -> None:
+    """Refuse a run whose position does not fit this corpus (the kernel trusts it), or a held-out
+    part too small to evaluate on (fewer than 3 sequences of characters to predict)."""
+    upe = updates_per_epoch(corpus, run.config)
+    if run.updates_per_epoch != upe:
+        raise RNNError(f"the run has {run.updates_per_epoch} updates per epoch; this corpus and config "
+                       f"give {upe}: it was not trained on them")
+    T = run.config.seq_length
+    if held is not None and held.size - (held.shape[0] if held.ndim == 2 else 1) < 3 * T:
+        raise RNNError(f"holdout {run.config.holdout} leaves {held.size} characters to evaluate on; "
+                       f"it needs at least {3 * T + 1} (3 sequences): use a larger --holdout")
 
 
 def _sample_if_due(run: Run, data: np.ndarray) -> bool:
