@@ -20,13 +20,18 @@ from .train import progress_bar, train
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
 NUMERICS_VERSION = 3
+# Part of the key of every run with a held-out part: bump it when the held-out split changes
+# (2: blocks spread over the corpus, charrnn/heldout.py; before: the last part of the corpus).
+SPLIT_VERSION = 2
 
 
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content, every config field that decides the numbers (all but how long to
-    run and how often to save) and NUMERICS_VERSION."""
-    blob = json.dumps({"corpus": corpus.sha256, "config": result_fields(config), "numerics": NUMERICS_VERSION},
-                      sort_keys=True)
+    run and how often to save), NUMERICS_VERSION and, with a held-out part, SPLIT_VERSION."""
+    key = {"corpus": corpus.sha256, "config": result_fields(config), "numerics": NUMERICS_VERSION}
+    if config.holdout:  # runs with a held-out part also depend on how it is chosen
+        key["split"] = SPLIT_VERSION
+    blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -170,21 +175,41 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
     return started
 
 
-def _submit_chains(corpus, chains, runs_dir, workers, started):
+def submit_job(fn, *args, workers: int = 2):
+    """Run fn(*args) in the background workers of `prefetch` (started here if need be, with one BLAS
+    thread each); returns its Future. For jobs whose runs depend on other runs (e.g. a learning-rate
+    sweep and then seeds at the winning rate); fn must be importable (a module-level function)."""
+    saved = {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})
+    try:
+        return _pool(workers).submit(fn, *args)
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
+def _pool(workers: int):
     import concurrent.futures as cf
     import multiprocessing as mp
 
     global _POOL
+    if _POOL is None:
+        _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                       initializer=_quiet_worker)
+    return _POOL
+
+
+def _submit_chains(corpus, chains, runs_dir, workers, started):
     for chain in chains:
         chain = chain if isinstance(chain, (list, tuple)) else [chain]
         paths = [str(_run_path(corpus, c, runs_dir)) for c in chain]
         todo = [c for c, p in zip(chain, paths) if not _is_cached(Path(p), c) and p not in _PENDING]
         if not todo:
             continue
-        if _POOL is None:
-            _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                           initializer=_quiet_worker)
-        future = _POOL.submit(_train_chain, corpus, chain, str(runs_dir))
+        future = _pool(workers).submit(_train_chain, corpus, chain, str(runs_dir))
         for p in paths:
             _PENDING[p] = future
         started += paths
