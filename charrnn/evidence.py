@@ -139,3 +139,24 @@ def lowest_smooth_offsets(run) -> np.ndarray:
     per = run.updates_per_epoch
     E = run.update // per
     return run.smooth_losses[:E * per].reshape(E, per).argmin(axis=1)
+
+
+def stretch_summary(run, stretch: int) -> dict:
+    """How much the text decides the smooth loss in a run of whole epochs: the correlation of the
+    stretch-loss profiles (`stretch_losses`) of the second and the last epoch, the spread of the
+    losses along an epoch against their fall from the second epoch to the last, and where in each
+    epoch the smooth loss was lowest (and the share of epochs within one stretch of the most common place)."""
+    S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
+    offsets = lowest_smooth_offsets(run)
+    mode = int(np.bincount(offsets // stretch).argmax())
+    near = np.abs(offsets // stretch - mode) <= 1
+    return {"corr": float(np.corrcoef(S[1], S[-1])[0, 1]), "along": float(np.ptp(S[-1])),
+            "fall": float(S[1].mean() - S[-1].mean()), "offsets": offsets,
+            "mode_update": (mode + 0.5) * stretch, "share_near": float(near.mean()), "epochs": len(offsets)}
+
+
+def top_hit_rate(top: np.ndarray, indices: np.ndarray) -> float:
+    """Share of positions where the most probable candidate (top[:, 0], top (n, k)) is the actual
+    next character indices[i + 1]."""
+    n = len(indices) - 1
+    return float(np.mean(top[:n, 0] == np.asarray(indices)[1:n + 1]))

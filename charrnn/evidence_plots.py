@@ -1,0 +1,159 @@
+"""Figures of Part II's evidence, all in bits per character: held-out curves with seed bands, sweeps, seeds.
+
+Each function takes what it draws as arguments and returns the matplotlib figure.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
+
+
+def _axes(ax, size=(7, 3.6)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax.figure, ax
+
+
+def _zoom(ax, values, above=0.6):
+    """A y range for where the curves end up (the first evaluations are far above)."""
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    if v.size:
+        lo, q = v.min(), float(np.quantile(v, 0.8))
+        ax.set_ylim(lo - 0.05 * (q - lo + 0.1), min(v.max(), q + above * (q - lo + 0.1)) + 0.02)
+
+
+def plot_heldout_curve(run, ax=None):
+    """One run: smooth training loss and held-out loss in bits per character against updates, the
+    evaluations averaged into its score marked."""
+    fig, ax = _axes(ax, (9, 3.6))
+    s = run.smooth_losses / run.config.seq_length * BITS
+    step = max(1, len(s) // 4000)
+    ax.plot(np.arange(0, len(s), step), s[::step], lw=1, label="smooth training loss")
+    u, bits = curve_bits(run)
+    ax.plot(u, bits, "o-", lw=1.3, ms=3, label="held-out loss")
+    ax.plot(u[-SCORE_EVALS:], bits[-SCORE_EVALS:], "o", ms=7, mfc="none", color="C3",
+            label=f"the {SCORE_EVALS} evaluations averaged into the score")
+    _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]))
+    ax.set_xlabel("update")
+    ax.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_seed_curves(groups: dict, ax=None, x="characters"):
+    """Held-out curves of several settings ({label: [Run per seed]}): the mean over the seeds as a
+    line, the range between the lowest and the highest seed as a band; against characters read
+    (updates x T x B) or updates."""
+    fig, ax = _axes(ax)
+    shown = []
+    for i, (label, runs) in enumerate(groups.items()):
+        runs = [r for r in runs if r is not None]
+        n = min(len(r.val_updates) for r in runs)
+        c = runs[0].config
+        u = np.array(runs[0].val_updates[:n], dtype=float)
+        xs = u * c.seq_length * c.batch_size if x == "characters" else u
+        B = np.stack([curve_bits(r)[1][:n] for r in runs])  # (seeds, evaluations)
+        ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=f"C{i}", alpha=0.25)
+        ax.plot(xs[1:], B.mean(axis=0)[1:], color=f"C{i}", lw=1.4, label=f"{label} ({len(runs)} seeds)")
+        shown += list(B[:, 1:].ravel())
+    _zoom(ax, shown)
+    ax.set_xlabel("characters read" if x == "characters" else "update")
+    ax.set_ylabel("held-out bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweeps(sweeps: dict, ax=None):
+    """Score at each learning rate of each setting's sweep ({label: {rate: bits}}), log rate axis;
+    a diverged rate is left out; the winner is ringed."""
+    fig, ax = _axes(ax, (9, 3.8))
+    shown = []
+    for i, (label, sweep) in enumerate(sweeps.items()):
+        rates = np.array(sorted(sweep))
+        vals = np.array([sweep[r] for r in rates])
+        ok = np.isfinite(vals)
+        ax.plot(rates[ok], vals[ok], "o-", color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=1.2, ms=4,
+                label=label)
+        j = int(np.argmin(np.where(ok, vals, np.inf)))
+        ax.plot(rates[j], vals[j], "o", ms=10, mfc="none", color=f"C{i % 10}")
+        shown += list(vals[ok])
+    ax.set_xscale("log")
+    _zoom(ax, shown, above=1.0)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("held-out bits per character (seed 1)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7.5, ncol=2)
+    return fig
+
+
+def plot_seed_scores(scores: dict, ax=None):
+    """Every seed's score of every setting ({label: [bits per seed]}) as dots, the mean as a bar."""
+    fig, ax = _axes(ax, (9, 3.4))
+    labels = list(scores)
+    for i, label in enumerate(labels):
+        s = np.asarray(scores[label], dtype=float)
+        s = s[np.isfinite(s)]
+        ax.plot(np.full(len(s), i), s, "o", color="C0", ms=5, alpha=0.8)
+        ax.plot([i - 0.3, i + 0.3], [s.mean()] * 2, color="C3", lw=2)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=8, rotation=15)
+    ax.set_ylabel("held-out bits per character")
+    ax.grid(alpha=0.3, axis="y")
+    ax.plot([], [], "o", color="C0", label="one seed")
+    ax.plot([], [], color="C3", lw=2, label="mean")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_converged(run, lines: dict, ax=None):
+    """The converged run's held-out curve against characters read, with horizontal reference
+    lines ({label: bits}, e.g. the Kneser-Ney models on the same held-out text)."""
+    fig, ax = _axes(ax, (9, 3.6))
+    u, bits = curve_bits(run)
+    c = run.config
+    xs = u * c.seq_length * c.batch_size
+    ax.plot(xs[1:], bits[1:], "o-", lw=1.3, ms=3, label="RNN, held-out loss")
+    s = run.smooth_losses / c.seq_length * BITS
+    step = max(1, len(s) // 4000)
+    ax.plot(np.arange(0, len(s), step) * c.seq_length * c.batch_size, s[::step], lw=0.8, alpha=0.7,
+            label="RNN, smooth training loss")
+    for i, (label, v) in enumerate(lines.items()):
+        ax.axhline(v, color=f"C{i + 2}", ls="--", lw=1.2, label=label)
+    _zoom(ax, list(bits[1:]) + list(lines.values()))
+    ax.set_xlabel("characters read")
+    ax.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_stretches(run, stretch: int = 1000, epochs=None):
+    """Part I's long run: (left) the mean loss of each stretch of `stretch` updates against its place
+    in the epoch, for a few epochs, in bits per character: the same text is hard or easy in every
+    epoch; (right) the update within each epoch where the smooth loss was lowest."""
+    import matplotlib.pyplot as plt
+
+    S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
+    E = S.shape[0]
+    epochs = epochs or sorted({0, 1, E // 4, E // 2, E - 1})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    x = (np.arange(S.shape[1]) + 0.5) * stretch
+    for e in epochs:
+        a.plot(x, S[e], lw=1, label=f"epoch {e + 1}")
+    a.set_xlabel(f"update within the epoch (stretches of {stretch:,} updates, the same text in every epoch)")
+    a.set_ylabel("mean loss, bits per character")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    offsets = lowest_smooth_offsets(run)
+    b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3)
+    b.set_ylim(0, run.updates_per_epoch)
+    b.set_xlabel("epoch")
+    b.set_ylabel("update of the lowest smooth loss\nwithin the epoch")
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

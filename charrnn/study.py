@@ -1,0 +1,181 @@
+"""Part II's runs: each setting's learning-rate sweep, its seeds at the winning rate, the run trained to convergence.
+
+A setting changes one thing of the reference (AdaGrad, sequential order, B = 1, m = 100). Each is
+trained at every rate of its grid with the first seed, its rate is the one with the lowest score
+(`evidence.run_score`), and the other seeds are trained at that rate; the first seed's run at that
+rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
+best setting is then continued, from its first seed's run, until `evidence.stopped_improving`.
+Jobs run in the background workers of `runcache`; calling the same functions in the notebook loads
+what they trained (or trains it, when nothing was started in the background).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .evidence import curve_bits, run_score, stopped_improving, summarize, verdict
+from .runcache import cached_run, run_key, submit_job
+from .train import TrainingDiverged
+
+ADAGRAD_RATES = (0.05, 0.1, 0.2)
+ADAM_RATES = (0.0005, 0.001, 0.002)
+EVALS_PER_RUN = 10  # held-out evaluations in a comparison run (plus the one at update 0)
+CONVERGE_CAP = 6  # the converged run stops at this many times the comparison budget at the latest
+
+# name: (the change to the reference, its learning-rate grid); the first is the reference itself
+SETTINGS = {
+    "AdaGrad (reference)": ({}, ADAGRAD_RATES),
+    "Adam": ({"optimizer": "adam"}, ADAM_RATES),
+    "random locations": ({"order": "random"}, ADAGRAD_RATES),
+    "shuffled chunks": ({"order": "chunks"}, ADAGRAD_RATES),
+    "B = 8": ({"batch_size": 8}, ADAGRAD_RATES),
+    "B = 32": ({"batch_size": 32}, ADAGRAD_RATES),
+    "m = 50": ({"m": 50}, ADAGRAD_RATES),
+    "m = 200": ({"m": 200}, ADAGRAD_RATES),
+}
+# relative cost per character (batch-1 AdaGrad at m = 100 is 1), to start the longest jobs first
+_COST = {"Adam": 1.2, "B = 8": 0.8, "B = 32": 0.75, "m = 50": 0.35, "m = 200": 2.2}
+
+
+def plan(reference: Config, updates: int, seeds: int) -> dict:
+    """{setting: {"configs": [Config at each rate, first seed], "rates": (...), "seeds": [...]}}.
+    `reference`: the reference settings with holdout; `updates`: the budget of a batch-1 run."""
+    out = {}
+    for name, (change, rates) in SETTINGS.items():
+        B = change.get("batch_size", 1)
+        base = reference.replace(**change, max_updates=updates // B,
+                                 eval_every=max(1, updates // EVALS_PER_RUN // B))
+        out[name] = {"configs": [base.replace(eta=r) for r in rates], "rates": rates,
+                     "seeds": list(range(reference.seed, reference.seed + seeds))}
+    return out
+
+
+def _marker(corpus, config: Config, runs_dir) -> Path:
+    return Path(runs_dir) / f"{run_key(corpus, config)}-u{config.max_updates}.diverged"
+
+
+def _run_or_none(corpus, config: Config, runs_dir, progress=False):
+    """The cached run, or None when it diverges (remembered in a marker file, so it is not retried)."""
+    marker = _marker(corpus, config, runs_dir)
+    if marker.exists():
+        return None
+    try:
+        return cached_run(corpus, config, runs_dir, progress=progress)
+    except TrainingDiverged as exc:
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(exc) + "\n")
+        return None
+
+
+def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
+    """Sweep the rates at the first seed, then the other seeds at the winner.
+
+    Returns {"sweep": {rate: score, inf if diverged}, "eta": winning rate, "edge": whether it is at
+    an end of the grid, "runs": [Run per seed], "scores": [score per seed] (bits per character)}."""
+    sweep, sweep_runs = {}, {}
+    for c in setting["configs"]:
+        run = _run_or_none(corpus, c.replace(seed=setting["seeds"][0]), runs_dir, progress)
+        sweep[c.eta] = run_score(run) if run is not None else float("inf")
+        sweep_runs[c.eta] = run
+    eta = min(sweep, key=sweep.get)
+    best = next(c for c in setting["configs"] if c.eta == eta)
+    runs = [sweep_runs[eta]] + [_run_or_none(corpus, best.replace(seed=s), runs_dir, progress)
+                                for s in setting["seeds"][1:]]
+    rates = setting["rates"]
+    return {"sweep": sweep, "eta": eta, "edge": eta in (min(rates), max(rates)), "config": best,
+            "sweep_runs": sweep_runs, "runs": runs,
+            "scores": [run_score(r) if r is not None else float("inf") for r in runs]}
+
+
+def _tune_job(corpus, setting: dict, runs_dir: str) -> float:
+    return tune(corpus, setting, runs_dir)["eta"]
+
+
+_JOBS: dict = {}  # (runs_dir, name) -> Future of a background job
+
+
+def start(corpus, settings: dict, runs_dir="runs", workers: int = 2) -> list:
+    """Start every setting's tuning job in the background workers, the costliest first."""
+    order = sorted(settings, key=lambda n: -_COST.get(n, 1.0))
+    for name in order:
+        if (str(runs_dir), name) not in _JOBS:
+            _JOBS[(str(runs_dir), name)] = submit_job(_tune_job, corpus, settings[name], str(runs_dir),
+                                                      workers=workers)
+    return order
+
+
+def _wait(runs_dir, name):
+    job = _JOBS.pop((str(runs_dir), name), None)
+    if job is not None:
+        job.result()  # re-raises a failure of the job
+
+
+def results(corpus, settings: dict, runs_dir="runs", progress=None) -> dict:
+    """{setting: `tune` result}, waiting for the background jobs (or training what is missing)."""
+    out = {}
+    for name, setting in settings.items():
+        _wait(runs_dir, name)
+        out[name] = tune(corpus, setting, runs_dir, progress)
+    return out
+
+
+def converge(corpus, config: Config, runs_dir="runs", progress=False):
+    """`config`'s run continued, one comparison budget (config.max_updates) at a time, until its
+    held-out score stops improving (`evidence.stopped_improving`, not before twice the budget) or
+    CONVERGE_CAP budgets are done. Returns (Run, whether it stopped by the rule)."""
+    step = config.max_updates
+    for k in range(2, CONVERGE_CAP + 1):
+        run = cached_run(corpus, config.replace(max_updates=k * step), runs_dir, progress=progress)
+        updates, bits = curve_bits(run)
+        if stopped_improving(updates, bits, min_updates=2 * step):
+            return run, True
+    return run, False
+
+
+def _converge_job(corpus, config: Config, runs_dir: str) -> int:
+    return converge(corpus, config, runs_dir)[0].update
+
+
+def start_converge(corpus, config: Config, runs_dir="runs", workers: int = 2) -> None:
+    """Start `converge` in the background workers."""
+    _JOBS[(str(runs_dir), "converge")] = submit_job(_converge_job, corpus, config, str(runs_dir), workers=workers)
+
+
+def converged(corpus, config: Config, runs_dir="runs", progress=None):
+    """`converge`'s result, waiting for its background job if one was started."""
+    _wait(runs_dir, "converge")
+    return converge(corpus, config, runs_dir, progress)
+
+
+def best_setting(res: dict) -> str:
+    """The setting with the lowest mean score over its seeds."""
+    return min(res, key=lambda n: float(np.mean(res[n]["scores"])))
+
+
+def budget(res: dict) -> dict:
+    """Runs, characters read and training seconds of every run in `res` (sweeps and seeds)."""
+    runs = {id(r): r for v in res.values() for r in [*v["sweep_runs"].values(), *v["runs"]] if r is not None}
+    diverged = sum(r is None for v in res.values() for r in v["sweep_runs"].values())
+    return {"runs": len(runs), "diverged": diverged,
+            "characters": sum(r.update * r.config.seq_length * r.config.batch_size for r in runs.values()),
+            "seconds": sum(r.seconds for r in runs.values())}
+
+
+def seed_rows(res: dict, names) -> list:
+    """Table rows: setting, its tuned rate, mean and range of its seed scores, each seed's score."""
+    rows = []
+    for n in names:
+        s = summarize([x for x in res[n]["scores"] if np.isfinite(x)])
+        rows.append([n, f"{res[n]['eta']:g}", f"{s['mean']:.3f}", f"{s['range']:.3f}",
+                     ", ".join(f"{x:.3f}" for x in res[n]["scores"])])
+    return rows
+
+
+SEED_HEADER = ["setting", "tuned rate", "mean bits/char", "seed range", "seeds"]
+
+
+def compare(res: dict, a: str, b: str) -> dict:
+    """`evidence.verdict` of settings a and b from their seed scores."""
+    return verdict(a, res[a]["scores"], b, res[b]["scores"])
