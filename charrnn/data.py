@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -118,19 +119,59 @@ def corpus_from_text(text: str, seq_length: int = 25, path: str | None = None) -
     return Corpus(text=text, vocab=vocab, data=vocab.encode(text), path=path, crlf_normalised=n_cr)
 
 
+# A corpus is read whole and encoded as int64 (8 bytes per character): 256 MiB of text is about 2 GiB
+# of arrays, far more than this model is meant to train on.
+MAX_CORPUS_BYTES = 256 << 20
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 little-endian"), (b"\x00\x00\xfe\xff", "UTF-32 big-endian"),
+              (b"\xff\xfe", "UTF-16 little-endian"), (b"\xfe\xff", "UTF-16 big-endian"))
+
+
+def _read_regular_file(p: Path, limit: int) -> bytes:
+    """The bytes of p, which must be a regular file (checked before opening, so a FIFO cannot block
+    and a device such as /dev/zero is never read) of at most `limit` bytes; any OSError is a CorpusError."""
+    try:
+        st = os.stat(p)
+        if stat.S_ISDIR(st.st_mode):
+            raise CorpusError(f"corpus path is a directory, not a file: {p}")
+        if not stat.S_ISREG(st.st_mode):
+            raise CorpusError(f"corpus {p} is not a regular file (a pipe, socket or device)")
+        if st.st_size > limit:
+            raise CorpusError(f"corpus {p} has {st.st_size:,} bytes, more than the limit of {limit:,}")
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # replaced since the stat
+                raise CorpusError(f"corpus {p} is not a regular file")
+            raw = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise CorpusError(f"corpus not found: {p}") from None
+    except OSError as exc:
+        raise CorpusError(f"cannot read corpus {p}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise CorpusError(f"corpus {p} has more than the limit of {limit:,} bytes")
+    return raw
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """NUL bytes in every other position of the first few hundred bytes: UTF-16 without a BOM."""
+    head = raw[:400]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    return max(even, odd) > 0.4 * (len(head) // 2) and min(even, odd) == 0
+
+
 def load_corpus(path, seq_length: int = 25) -> Corpus:
     """Read a UTF-8 text file. Every unusable file raises CorpusError with a one-line reason."""
     p = Path(path)
-    if not p.exists():
-        raise CorpusError(f"corpus not found: {p}")
-    if p.is_dir():
-        raise CorpusError(f"corpus path is a directory, not a file: {p}")
-    raw = p.read_bytes()
+    raw = _read_regular_file(p, MAX_CORPUS_BYTES)
     if not raw:
         raise CorpusError(f"corpus is empty: {p}")
+    for bom, name in _WIDE_BOMS:
+        if raw.startswith(bom):
+            raise CorpusError(f"corpus is {name} text (it starts with a byte-order mark), not UTF-8: {p}; "
+                              f"convert it, e.g. iconv -f {name.split()[0]} -t UTF-8")
     nul = raw.find(b"\x00")
     if nul >= 0:
-        raise CorpusError(f"corpus looks binary (NUL byte at offset {nul}): {p}")
+        hint = "; UTF-16 without a byte-order mark? convert it to UTF-8" if _looks_utf16(raw) else ""
+        raise CorpusError(f"corpus looks binary (NUL byte at offset {nul}): {p}{hint}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -206,6 +247,10 @@ def build_default_corpus(dest=DEFAULT_CORPUS, cache_dir=None) -> Path:
 
 def open_corpus(path=DEFAULT_CORPUS, seq_length: int = 25) -> Corpus:
     """`load_corpus`, building the default corpus first when that is the one asked for."""
-    if Path(path).resolve() == DEFAULT_CORPUS:
+    try:
+        is_default = Path(path).resolve() == DEFAULT_CORPUS
+    except (OSError, RuntimeError):  # a symlink loop: load_corpus names the problem
+        is_default = False
+    if is_default:
         build_default_corpus()
     return load_corpus(path, seq_length)

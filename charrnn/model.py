@@ -18,7 +18,11 @@ Two implementations of the same forward/backward pair are kept:
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+
+from .data import RNNError
 
 PARAM_NAMES = ("U", "W", "V", "b", "c")
 
@@ -286,6 +290,27 @@ def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor:
     return table
 
 
+# Bounds of the gradient check: weights whose tanh does not saturate everywhere, a step whose
+# centred difference is neither rounding nor curvature, and at most ~1e11 multiply-adds of forward
+# passes (about a minute), so that a large m asks for --spot instead of running for hours.
+GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_WORK = 10.0, (1e-10, 0.1), 1e11
+
+
+def check_gradcheck(K: int, m: int, T: int, sig: float, h: float, n_spot: int | None, seed: int) -> None:
+    """Refuse gradient-check settings out of range, before anything is allocated."""
+    if not (isinstance(seed, int) and 0 <= seed) or m < 1 or T < 1 or (n_spot is not None and n_spot < 1):
+        raise RNNError(f"m, T and n_spot must be >= 1 and seed >= 0, got m={m}, T={T}, n_spot={n_spot}, seed={seed}")
+    if not 0 < sig <= GRADCHECK_SIG_MAX:
+        raise RNNError(f"sig must be in (0, {GRADCHECK_SIG_MAX:g}], got {sig}")
+    if not GRADCHECK_STEP_RANGE[0] <= h <= GRADCHECK_STEP_RANGE[1]:
+        raise RNNError(f"the step h must be in [{GRADCHECK_STEP_RANGE[0]:g}, {GRADCHECK_STEP_RANGE[1]:g}], got {h}")
+    sizes = (m * K, m * m, K * m, m, K)
+    checked = sum(sizes) if n_spot is None else sum(min(n_spot, s) for s in sizes)
+    if 2 * checked * T * (m * m + 2 * m * K) > GRADCHECK_WORK:
+        raise RNNError(f"checking {checked:,} entries at m={m}, T={T} would take too long: check fewer "
+                       f"(--spot) or a smaller m")
+
+
 def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float = 0.01, h: float = 1e-4,
                       floor: float = 1e-6, n_spot: int | None = None, seed: int = 0) -> dict:
     """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0, float64.
@@ -293,6 +318,7 @@ def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float 
     U, W, V and (unlike at initialisation) b and c are drawn N(0, sig^2) from `seed`, so that every
     gradient entry is exercised. Returns the table of `gradcheck`.
     """
+    check_gradcheck(K, m, T, sig, h, n_spot, seed)
     rng = np.random.default_rng(seed)
     params = init_params(K, m, rng, sig)
     params["b"] = rng.standard_normal(m) * sig
@@ -311,17 +337,28 @@ def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
     return H
 
 
+# Bounds that keep sampling finite: o / temperature stays far from overflow for any sane logits.
+TEMPERATURE_RANGE = (1e-3, 1e3)
+
+
+class SamplingError(RNNError, ValueError):
+    """Sampling settings out of range, or a network whose outputs are not finite."""
+
+
 def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
     """Next-character distribution from logits o (K,): softmax(o / temperature), then the nucleus.
 
     The nucleus is the smallest set of most probable characters whose total reaches top_p; the
     others get probability zero and the rest is renormalised. temperature=1, top_p=1: plain softmax.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
+        raise SamplingError(f"temperature must be in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}], "
+                            f"got {temperature}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        raise SamplingError(f"top_p must be in (0, 1], got {top_p}")
     p = softmax(o / temperature)  # (K,)
+    if not np.isfinite(p).all():
+        raise SamplingError("the network's outputs are not finite: its parameters are too large or not finite")
     if top_p < 1.0:
         order = np.argsort(-p, kind="stable")
         cum = np.cumsum(p[order])
@@ -336,9 +373,15 @@ def sample_text(params: dict, vocab, n: int, rng: np.random.Generator, prime: st
                 temperature: float = 1.0, top_p: float = 1.0) -> str:
     """n characters that continue `prime`: the hidden state is warmed on all of prime but its last
     character (from h = 0), which is then the first input. Returns the sampled characters only."""
+    return "".join(itertools.islice(sample_chars(params, vocab, rng, prime, temperature, top_p), n))
+
+
+def sample_chars(params: dict, vocab, rng: np.random.Generator, prime: str = "\n",
+                 temperature: float = 1.0, top_p: float = 1.0):
+    """The characters of `sample_text`, one at a time and without end (for streaming output)."""
     idx = vocab.encode(prime or "\n")
     h = hidden_states(params, np.zeros(params["W"].shape[0]), idx[:-1])[-1]
-    return vocab.decode(synthesize(params, h, idx[-1], n, rng, temperature=temperature, top_p=top_p))
+    return (vocab.chars[x] for x in generate(params, h, idx[-1], rng, temperature, top_p))
 
 
 def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Generator,
@@ -348,13 +391,17 @@ def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Gen
     Each step draws one uniform number u from rng and takes the first index whose cumulative
     probability exceeds u (inverse-CDF sampling). x0 itself is not part of the output.
     """
+    return np.fromiter(generate(params, h0, x0, rng, temperature, top_p), dtype=np.int64, count=n)  # (n,)
+
+
+def generate(params: dict, h0: np.ndarray, x0: int, rng: np.random.Generator,
+             temperature: float = 1.0, top_p: float = 1.0):
+    """The indices of `synthesize`, one at a time and without end, in bounded memory."""
     U, W, V, b, c = (params[k] for k in PARAM_NAMES)
     h, x = np.array(h0, dtype=float), int(x0)
-    out = np.empty(n, dtype=np.int64)  # (n,)
-    for t in range(n):
+    while True:
         h = np.tanh(W @ h + U[:, x] + b)
         p = sampling_probs(V @ h + c, temperature, top_p)
         cdf = np.cumsum(p)
         x = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))  # never a p = 0 entry
-        out[t] = x
-    return out
+        yield x

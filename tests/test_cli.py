@@ -95,7 +95,7 @@ def test_bad_inputs_get_one_line_and_a_nonzero_exit(corpus_file, tmp_path):
     assert_one_line_error(cli("train", "--epochs", 0), 2, "--epochs")
     assert_one_line_error(cli("train", "--eta", "fast"), 2, "--eta")
     assert_one_line_error(cli("train", "--bogus"), 2, "unrecognized")
-    assert_one_line_error(cli("train", "--data", corpus_file, "--out", tmp_path / "h.npz", "--holdout", 1.5), 1, "holdout")
+    assert_one_line_error(cli("train", "--data", corpus_file, "--out", tmp_path / "h.npz", "--holdout", 1.5), 2, "holdout")
     assert_one_line_error(cli("train", "--order", "sideways"), 2, "--order")
     assert_one_line_error(cli("sample", "--top-p", 1.5), 2, "top-p")
     assert_one_line_error(cli("sample", "--checkpoint", corpus_file), 1, "not a readable checkpoint")
