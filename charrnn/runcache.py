@@ -8,14 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .checkpoint import load_checkpoint
 from .config import Config, result_fields
 from .data import Corpus, RNNError
-from .run import Run
+from .run import Run, check_corpus
 from .schedule import is_complete, target_updates, updates_per_epoch
 from .train import progress_bar, train
+from .validate import read_meta
 
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
@@ -36,11 +35,8 @@ def run_key(corpus: Corpus, config: Config) -> str:
 
 
 def _meta_of(path: Path) -> dict | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(str(z["meta"]))
-    except Exception:  # an unreadable cache entry is simply not used
-        return None
+    """The meta of a cache entry if it reads and every field checks, else None (its arrays unread)."""
+    return read_meta(path)
 
 
 def _run_path(corpus: Corpus, config: Config, runs_dir) -> Path:
@@ -101,21 +97,42 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     run = None
     if path.exists():
         meta = _meta_of(path)
-        if _serves(meta, config):
-            return load_checkpoint(path)
-        if _same_settings(meta, config):
-            run = load_checkpoint(path)  # an interrupted run of these settings: resumed below
-        else:
+        if meta is None:
+            _load_or_set_aside(path, corpus)  # sets it aside, saying why
+        elif not _same_settings(meta, config):
             _set_aside(path, "it holds a run of other settings")
-    else:
+        else:
+            run = _load_or_set_aside(path, corpus)  # an interrupted run of these settings is resumed below
+            if run is not None and _serves(meta, config):
+                return run
+    if run is None:  # continue the longest shorter run of these settings that loads
         want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
-        best = None
+        shorter = []
         for other in runs_dir.glob(f"{key}-*.npz"):
             meta = _meta_of(other)
-            if _same_settings(meta, config) and meta["update"] <= want and (best is None or meta["update"] > best[0]):
-                best = (meta["update"], other)
-        run = load_checkpoint(best[1]) if best else None
+            if meta is None:
+                _load_or_set_aside(other, corpus)  # sets it aside, saying why
+            elif _same_settings(meta, config) and meta["update"] <= want:
+                shorter.append((meta["update"], other))
+        for _, other in sorted(shorter, reverse=True):
+            run = _load_or_set_aside(other, corpus)
+            if run is not None:
+                break
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
+
+
+def _load_or_set_aside(path: Path, corpus: Corpus) -> Run | None:
+    """The cached run in `path` if it loads, validates (finite parameters included) and fits the
+    corpus; else the file is set aside (said in one line) and None returned."""
+    try:
+        run = load_checkpoint(path)
+        check_corpus(run, corpus)
+        if run.updates_per_epoch != updates_per_epoch(corpus, run.config):
+            raise RNNError(f"{run.updates_per_epoch} updates per epoch, the corpus gives another number")
+    except RNNError as exc:
+        _set_aside(path, f"it does not validate ({exc})")
+        return None
+    return run
 
 
 def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> None:

@@ -281,11 +281,14 @@ def read_checkpoint(path) -> tuple[dict, dict]:
 
 
 def read_meta(path) -> dict | None:
-    """The checked meta fields of a checkpoint, without reading its arrays; None if it does not check."""
+    """A checkpoint's meta (the JSON object as stored), read without its arrays and returned only if
+    every field checks (`check_meta`); None otherwise."""
     try:
         with open_regular(path, "checkpoint") as fh, zipfile.ZipFile(fh) as zf:
             members = _Members(zf, path, os.fstat(fh.fileno()).st_size)
-            return check_meta(json.loads(str(members.read("meta", "str", (), MAX_META_BYTES))), path)
+            meta = json.loads(str(members.read("meta", "str", (), MAX_META_BYTES)))
+            check_meta(meta, path)
+            return meta
     except (RNNError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
             RuntimeError, OverflowError, UnicodeDecodeError, KeyError):
         return None
