@@ -13,7 +13,7 @@ import numpy as np
 from .checkpoint import checkpoint_lock, lock_held, save_checkpoint
 from .config import Config, check_resume_config
 from .data import Corpus, RNNError
-from .model import PARAM_NAMES, evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps, synthesize
+from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps, synthesize
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, new_run, zero_state
 from .schedule import epoch_plan, split_data, stream_length, updates_per_epoch
@@ -264,33 +264,11 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     """n updates with the fused numba kernel; the same loop as `_numpy_updates`, compiled."""
     from . import kernel
 
-    c = run.config
-    adam = c.optimizer == "adam"
-    p, B = run.params, run.best_params
-    S = run.opt_state["m"] if adam else run.opt_state["G"]
-    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
-    if c.order == "sequential":
-        starts, resets = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    else:
-        starts, resets = _plan(run, len(data))
-        starts = np.ascontiguousarray(starts, dtype=np.int64)
-    istate = np.array([run.update, run.epoch, run.pos, run.best_update, 0,
-                       run.opt_state.get("t", 0) if adam else 0], dtype=np.int64)
-    fstate = np.array([run.smooth_loss, run.best_smooth])
-    hprev = np.array(run.hprev, dtype=np.float64)  # (m,) updated in place
-    kernel.run_updates(*(p[k] for k in PARAM_NAMES), *(S[k] for k in PARAM_NAMES),
-                       *(R[k] for k in PARAM_NAMES), *(B[k] for k in PARAM_NAMES), data, hprev,
-                       run.loss, run.smooth_history, istate, fstate, n, c.seq_length, c.eta, c.eps,
-                       c.clip, c.smooth, adam, c.beta1, c.beta2, starts, resets)
-    run.update, run.epoch, run.pos, run.best_update = (int(v) for v in istate[:4])
-    if adam:
-        run.opt_state["t"] = int(istate[5])
-    run.smooth_loss, run.best_smooth = float(fstate[0]), float(fstate[1])
-    run.hprev = hprev
-    if istate[4] != kernel.OK:
+    plan = (None, None) if run.config.order == "sequential" else _plan(run, len(data))
+    if not kernel.advance(run, data, n, *plan):
         e = _next_start(run, len(data))[0]
-        X, Y = data[e: e + c.seq_length], data[e + 1: e + c.seq_length + 1]
-        _diverged(run, loss_and_grads(run.params, X, Y, run.hprev)[0])
+        T = run.config.seq_length
+        _diverged(run, loss_and_grads(run.params, data[e: e + T], data[e + 1: e + T + 1], run.hprev)[0])
 
 
 def _diverged(run: Run, loss: float):
