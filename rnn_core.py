@@ -16,9 +16,10 @@ from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_t
                            loss_and_grads_steps, numerical_grads, relative_error, rnn_backward,
                            rnn_backward_steps, rnn_forward, rnn_forward_steps, sample_text, sampling_probs,
                            softmax, step_backward, step_forward, synthesize)
-from charrnn.plots import (BITS, format_samples, gradcheck_markdown, known_word_fraction, markdown_table,
-                           plot_samples, plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
+from charrnn.plots import (BITS, describe_vocab, gradcheck_table, known_word_fraction, markdown_table,
+                           plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
                            save_figure, wrap_text)
+from charrnn.kernel import available as kernel_available, kernel_loss_and_grads
 from charrnn.ngram import KneserNey
 from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip_grads
 from charrnn.captions import ref, show_figure, show_passage, show_table

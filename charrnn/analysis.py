@@ -95,26 +95,29 @@ def _char_rows(text: str, width: int):
     return rows + ([row] if row else [])
 
 
-def plot_activation_panels(text: str, panels, width: int = 72):
-    """One panel per (title, acts): `text` on a character grid, each cell coloured by the
-    activation (same length as text, in [-1, 1]; red positive, blue negative)."""
+def plot_activation_panels(text: str, panels, width: int = 56, max_rows: int = 6):
+    """One panel per (title, acts): `text` on a character grid (at most `max_rows` lines of `width`
+    characters), each cell coloured by the activation (same length as text, in [-1, 1]; red
+    positive, blue negative), with the colour scale below. Sized for the page at 8.5-point type."""
     import matplotlib.pyplot as plt
 
-    rows = _char_rows(text, width)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.1, len(panels) * (len(rows) * 0.17 + 0.35)),
-                             squeeze=False)
+    rows = _char_rows(text, width)[:max_rows]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.11, len(panels) * (len(rows) * 0.2 + 0.35) + 0.7),
+                             squeeze=False, layout="constrained")
+    image = None
     for ax, (title, acts) in zip(axes[:, 0], panels):
         grid = np.full((len(rows), width), np.nan)
         for i, r in enumerate(rows):
             grid[i, : len(r)] = acts[r]
-        ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest", alpha=0.85)
+        image = ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
         for i, r in enumerate(rows):
             for j, t in enumerate(r):
-                ax.text(j, i, _shown(text[t]), ha="center", va="center",
-                        fontsize=7, family="monospace")
+                ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(title, fontsize=9, loc="left")
-    fig.tight_layout()
+    bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02)
+    bar.set_label("activation of the unit after reading the character (tanh, from -1 to 1)", fontsize=8.5)
+    bar.ax.tick_params(labelsize=8)
     return fig
 
 
@@ -125,15 +128,15 @@ def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=No
 
     n, k = top_probs.shape
     if ax is None:
-        _, ax = plt.subplots(figsize=(n * 0.24 + 0.8, k * 0.3 + 0.8))
+        _, ax = plt.subplots(figsize=(n * 0.15 + 0.6, k * 0.22 + 0.8))
     ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
     for j in range(n):
         for i in range(k):
-            ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=7,
+            ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=8,
                     family="monospace")
     ax.set_xticks(range(n))
-    ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=7)
+    ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=8)
     ax.set_yticks(range(k))
-    ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=7)
+    ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=8)
     ax.set_xlabel("input character (the next one is the target)")
     return ax

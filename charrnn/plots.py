@@ -27,7 +27,7 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 3.6))
+        _, ax = plt.subplots(figsize=(6.2, 2.9))
     s = run.smooth_losses
     step = max(1, len(s) // max_points)
     x = np.arange(0, len(s), step)
@@ -45,22 +45,14 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     if mark_best and run.best_update >= 0:
         ax.plot(run.best_update, run.best_smooth, "o", color="C3",
                 label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
-    ax.set_xlabel(f"update (dotted lines: epoch boundaries, {per:,} updates each)")
-    ax.set_ylabel(f"smooth loss (nats per {run.config.seq_length} characters)")
+    ax.set_xlabel(f"update (dotted lines: epoch boundaries, {per:,} updates each)", fontsize=9)
+    ax.set_ylabel(f"smooth loss\n(nats per {run.config.seq_length} characters)", fontsize=9)
+    ax.tick_params(labelsize=8.5)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize=8.5)
     if title:
         ax.set_title(title)
     return ax
-
-
-def format_samples(samples, width=96) -> str:
-    """Training samples as plain text: a header line per sample, then its text, lines wrapped."""
-    blocks = []
-    for s in samples:
-        head = f"--- update {s['update']:,}   smooth loss {s['smooth_loss']:.2f} ---"
-        blocks.append(head + "\n" + wrap_text(s["text"], width))
-    return "\n\n".join(blocks)
 
 
 def wrap_text(text: str, width=96) -> str:
@@ -83,44 +75,52 @@ def known_word_fraction(text: str, corpus_text: str) -> float:
 def markdown_table(header, rows, align=None) -> str:
     """A Markdown table; `align` is a string of 'l'/'r' per column (default: first l, others r)."""
     align = align or "l" + "r" * (len(header) - 1)
-    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    rule = "|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|"
     lines = ["| " + " | ".join(map(str, header)) + " |", rule]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def gradcheck_markdown(checks: dict) -> str:
-    """One row per gradient, one column per check: {label: table of `gradcheck`} -> Markdown.
-
-    Each cell is the maximum relative error; the last column gives the maximum absolute error of
-    the last check."""
-    labels = list(checks)
-    last = checks[labels[-1]]
-    header = ["gradient"] + [f"max rel. error, {lab}" for lab in labels] + [f"max abs. error, {labels[-1]}"]
-    rows = [[f"d{name}"] + [f"{checks[lab][name]['max_rel']:.1e}" for lab in labels] + [f"{last[name]['max_abs']:.1e}"]
-            for name in last]
-    return markdown_table(header, rows)
+def gradcheck_table(checks: dict):
+    """(header, rows) of the gradient-check table: one row per check ({label: table of `gradcheck`}),
+    one column per gradient with its maximum relative error, then the largest absolute error."""
+    names = list(next(iter(checks.values())))
+    header = ["check"] + [f"d{n}" for n in names] + ["max abs. error"]
+    rows = [[label] + [f"{table[n]['max_rel']:.1e}" for n in names]
+            + [f"{max(table[n]['max_abs'] for n in names):.1e}"] for label, table in checks.items()]
+    return header, rows
 
 
-def plot_samples(samples, ncols=2, width=50, fontsize=7.5):
-    """The training samples as a grid of monospace text panels, for comparison at a glance."""
-    return plot_text_panels([(f"update {s['update']:,}   smooth loss {s['smooth_loss']:.1f}", s["text"])
-                             for s in samples], ncols, width, fontsize)
+def describe_vocab(chars) -> str:
+    """The vocabulary in words: how many letters and digits, and the other characters listed."""
+    lower = [c for c in chars if c.islower()]
+    upper = [c for c in chars if c.isupper()]
+    digits = [c for c in chars if c.isdigit()]
+    named = {"\n": "newline", " ": "space", "\t": "tab"}
+    other = [c for c in chars if c not in lower + upper + digits and c not in named]
+    parts = [f"{len(lower)} lower-case and {len(upper)} upper-case letters"]
+    if digits:
+        parts.append(f"{len(digits)} digits ({' '.join(digits)})")
+    parts += [named[c] for c in chars if c in named]
+    if other:
+        parts.append(f"{len(other)} other characters: " + " ".join(f"`{c}`" if c != "`" else "`` ` ``" for c in other))
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
-def plot_text_panels(panels, ncols=2, width=50, fontsize=7.5):
-    """A grid of monospace text panels: panels is a list of (title, text)."""
+def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
+    """A grid of monospace text panels: panels is a list of (title, text). The default sizes fit
+    the page of the PDF at 8-point type."""
     import matplotlib.pyplot as plt
 
     n = len(panels)
     nrows = max(1, -(-n // ncols))
     wrapped = [wrap_text(text, width) for _, text in panels]
     lines = max(w.count("\n") + 1 for w in wrapped)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, (lines * 0.13 + 0.4) * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.15 * ncols, (lines * 0.14 + 0.4) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, _), text in zip(axes.flat, panels, wrapped):
-        ax.set_title(title, fontsize=8.5, loc="left")
+        ax.set_title(title, fontsize=9, loc="left")
         ax.text(0, 1, text, family="monospace", fontsize=fontsize, va="top", ha="left", transform=ax.transAxes)
     fig.tight_layout()
     return fig
@@ -157,13 +157,14 @@ def plot_validation(runs: dict, ax=None, x="updates", title=None):
 
 
 def plot_seed_band(runs: dict, ax=None, max_points=2000):
-    """Smooth-loss curves of several seeds: the band between the lowest and the highest, the mean."""
+    """Smooth training loss of several seeds, in bits per character: the band between the lowest
+    and the highest, and the mean."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 3.6))
+        _, ax = plt.subplots(figsize=(6.2, 2.9))
     n = min(r.update for r in runs.values())
-    S = np.stack([r.smooth_losses[:n] for r in runs.values()])  # (seeds, n)
+    S = np.stack([r.smooth_losses[:n] / r.config.seq_length * BITS for r in runs.values()])  # (seeds, n)
     step = max(1, n // max_points)
     x = np.arange(0, n, step)
     ax.fill_between(x, S.min(axis=0)[::step], S.max(axis=0)[::step], alpha=0.3, label=f"range of {len(runs)} seeds")
@@ -171,7 +172,7 @@ def plot_seed_band(runs: dict, ax=None, max_points=2000):
     top = float(np.quantile(S, 0.99))
     ax.set_ylim(S.min() - 0.05 * (top - S.min()), top)
     ax.set_xlabel("update")
-    ax.set_ylabel("smooth loss")
+    ax.set_ylabel("smooth training loss\n(bits per character)")
     ax.grid(alpha=0.3)
     ax.legend()
     return ax

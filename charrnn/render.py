@@ -5,8 +5,8 @@ text and outputs as pandoc Markdown, pandoc's typst writer (pypandoc-binary) wit
     python -m charrnn.render report/assignment4.ipynb     # writes report/assignment4.html and .pdf
 
 The code cells are left out of the PDF, and so are cells tagged "html-only" (text for notebook
-users) and "title" (the template prints the title block from the notebook's metadata: title,
-authors, course, date). Figures, tables and passages shown with `charrnn.captions` become captioned
+users) and "title" (the template prints the title block). The title, authors and course are set in
+one place, the notebook's metadata; the rendered HTML's title cell is written from it too. Figures, tables and passages shown with `charrnn.captions` become captioned
 figures, tables and framed passages; references to them ("[Figure](#fig-...)") are resolved first.
 """
 from __future__ import annotations
@@ -46,6 +46,14 @@ def numbered_items(nb) -> dict:
         if meta and meta["kind"] in ("figure", "table", "passage"):
             items[meta["label"]] = meta
     return items
+
+
+def title_markdown(nb) -> str:
+    """The title block of the HTML from the notebook's metadata: title, then authors, course, date."""
+    md = nb.metadata
+    names = ", ".join(a["name"] if isinstance(a, dict) else a for a in md.get("authors", []))
+    below = "  \n".join(x for x in (names, md.get("course"), md.get("date")) if x)
+    return f"# {md.get('title', 'Report')}\n\n{below}"
 
 
 def resolve_references(nb) -> int:
@@ -171,7 +179,7 @@ def to_typst(nb, out_dir: Path, stem: str) -> Path:
 def fix_math(text: str) -> str:
     """Mend pandoc's typst maths where typst reads it otherwise: \\mathrm{word} came out as spaced
     letters, \\; as no space, and \\odot as a symbol name typst 0.15 no longer knows."""
-    text = re.sub(r"upright\(((?:\w )+\w)\)", lambda m: 'upright("' + m.group(1).replace(" ", "") + '")', text)
+    text = re.sub(r"upright\(((?:\w )+\w)\)", lambda m: 'op("' + m.group(1).replace(" ", "") + '")', text)
     return text.replace("#h(0em)", "#h(0.28em)").replace("dot.circle", "⊙")
 
 
@@ -195,6 +203,9 @@ def render(executed: Path, html: bool = True, pdf: bool = True) -> None:
     executed = Path(executed)
     nb = nbformat.read(executed, as_version=4)
     nb.metadata.setdefault("date", datetime.date.today().strftime("%d %B %Y"))
+    for cell in nb.cells:  # the title, authors and course are set in one place: the metadata
+        if "title" in cell.metadata.get("tags", []):
+            cell.source = title_markdown(nb)
     resolve_references(nb)
     nbformat.write(nb, executed)
     out_dir, stem = executed.parent, executed.stem

@@ -20,7 +20,7 @@ SECTIONS = ["Set-up and data", "Part I: the assignment", "The model", "Gradient 
             "The best model", "Discussion", "Part II: beyond the assignment", "Sampling controls",
             "Held-out evaluation", "Kneser-Ney n-grams", "Optimisers", "Training order", "Mini-batches",
             "Capacity", "Seed-to-seed spread", "Inside the network", "Discussion of Part II"]
-FIGURES = ["smooth_loss_main_run", "training_samples_main_run", "smooth_loss_long_run", "sampling_temperature_top_p",
+FIGURES = ["smooth_loss_main_run", "smooth_loss_long_run", "sampling_temperature_top_p",
            "validation_reference_run", "optimisers_adagrad_adam", "training_orders", "minibatches", "capacity",
            "seed_spread", "hidden_units_text", "next_character_candidates"]
 
