@@ -7,6 +7,13 @@ Dimension letters: T steps in a sequence, K characters in the vocabulary, m hidd
 
 Command line: `python -m rnn_core train | sample | gradcheck | corpus` (each takes --help).
 """
+if __name__ == "__main__":  # the command line needs none of the re-exports below, and starts faster without them
+    import sys
+
+    from charrnn.cli import main
+
+    sys.exit(main())
+
 from charrnn.analysis import (activations, distinct_word_ratio, pick_units, plot_activation_panels,
                               plot_top_candidates, text_features, top_candidates)
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
@@ -31,10 +38,3 @@ from charrnn.schedule import epoch_plan, split_data, stream_length, target_updat
 from charrnn.train import TrainingDiverged, train
 
 __all__ = [name for name in dir() if not name.startswith("_")]
-
-if __name__ == "__main__":
-    import sys
-
-    from charrnn.cli import main
-
-    sys.exit(main())

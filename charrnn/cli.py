@@ -17,7 +17,7 @@ from .model import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, TEMPERATURE_RANGE, g
 from .checkpoint import checkpoint_lock, load_checkpoint
 from .config import Config, check_memory, check_resume_config
 from .run import check_corpus, new_run
-from .train import stop_signal, train
+from .train import check_heldout, stop_signal, train
 
 PROG = "python -m rnn_core"
 
@@ -160,13 +160,11 @@ def check_out_path(out: Path, data) -> None:
             raise RNNError(f"--out {out}: no permission to write there")
         if len(f".{out.name}.{2**22}.tmp".encode()) > os.pathconf(parent, "PC_NAME_MAX"):
             raise RNNError(f"--out {out}: the file name is too long (with its temp file's prefix and suffix)")
-        if out.resolve() == Path(data).resolve() or (out.exists() and Path(data).exists()
-                                                      and os.path.samefile(out, data)):
+        if os.path.realpath(out) == os.path.realpath(data) or (out.exists() and Path(data).exists()
+                                                                and os.path.samefile(out, data)):
             raise RNNError(f"--out {out} is the corpus --data {data}: choose another file")
     except OSError as exc:
         raise RNNError(f"--out {out}: {exc.strerror or exc}") from None
-    except RuntimeError:  # a symlink loop (pathlib's resolve)
-        raise RNNError(f"--out {out}: a symbolic link loop") from None
 
 
 def cmd_train(a) -> int:
@@ -197,10 +195,11 @@ def _train_locked(a, out: Path, corpus, config: Config) -> int:
             print(f"resuming {out} at update {run.update} (epoch {run.epoch + 1})", file=sys.stderr)
         elif not a.force:
             raise RNNError(f"{out} exists: pass --resume to continue it or --force to overwrite it")
+    check_heldout(corpus, run.config if run is not None else config)
     if run is None:
         run = new_run(corpus, config)  # compiles (or loads) the kernel
     backend = run.config.backend
-    if backend == "numba" and run.config.batch_size == 1:
+    if backend == "numba":
         from . import kernel
 
         backend = "numba" if kernel.available() else "numpy"  # train() says why, in one line

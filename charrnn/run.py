@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config, resolve_backend
+from .config import Config, check_memory, resolve_backend
 from .data import Corpus, RNNError, Vocab
 from .model import init_params
 from .optim import OPTIMIZERS
@@ -79,6 +79,7 @@ def new_run(corpus: Corpus, config: Config) -> Run:
     if upe < 1:  # a stream shorter than T + 1 characters
         raise RNNError(f"corpus has {len(corpus.data)} characters: too short for seq_length {T}"
                        + (f" in {B} streams" if B > 1 else f" (needs at least {T + 1})"))
+    check_memory(config, corpus.vocab.K)  # before anything is allocated
     rngs = random_streams(config.seed)
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
@@ -94,3 +95,7 @@ def check_corpus(run: Run, corpus: Corpus) -> None:
     if corpus.sha256 != run.corpus_sha256:
         raise RNNError("checkpoint was trained on another text with the same vocabulary "
                        f"(corpus sha256 {corpus.sha256[:12]}, checkpoint {run.corpus_sha256[:12]})")
+    upe = updates_per_epoch(corpus, run.config)
+    if run.updates_per_epoch != upe:  # the kernel trusts the position: it must fit this corpus
+        raise RNNError(f"the run has {run.updates_per_epoch} updates per epoch; this corpus and config "
+                       f"give {upe}: it was not trained on them")

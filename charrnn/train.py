@@ -16,7 +16,7 @@ from .data import Corpus, RNNError
 from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps, synthesize
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, new_run, zero_state
-from .schedule import epoch_plan, split_data, stream_length, updates_per_epoch
+from .schedule import epoch_plan, split_data, stream_length
 
 # Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: about
 # 0.3 s of work each at m = 100, so that Ctrl-C, time limits and checkpoint times are honoured promptly.
@@ -107,8 +107,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
         run.config = check_resume_config(run.config, config)
     check_corpus(run, corpus)
     c = run.config
-    data, held = split_data(corpus, c)
-    _check_schedule(run, corpus, held)
+    data, held = check_heldout(corpus, c)
     use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
     target = run.target_updates()
     if run.best_params is None:
@@ -148,17 +147,15 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     return run
 
 
-def _check_schedule(run: Run, corpus: Corpus, held) -> None:
-    """Refuse a run whose position does not fit this corpus (the kernel trusts it), or a held-out
-    part too small to evaluate on (fewer than 3 sequences of characters to predict)."""
-    upe = updates_per_epoch(corpus, run.config)
-    if run.updates_per_epoch != upe:
-        raise RNNError(f"the run has {run.updates_per_epoch} updates per epoch; this corpus and config "
-                       f"give {upe}: it was not trained on them")
-    T = run.config.seq_length
+def check_heldout(corpus: Corpus, config: Config):
+    """(training data, held-out data) of `split_data`; refuses a held-out part too small to evaluate
+    on (fewer than 3 sequences of characters to predict)."""
+    data, held = split_data(corpus, config)
+    T = config.seq_length
     if held is not None and held.size - (held.shape[0] if held.ndim == 2 else 1) < 3 * T:
-        raise RNNError(f"holdout {run.config.holdout} leaves {held.size} characters to evaluate on; "
+        raise RNNError(f"holdout {config.holdout} leaves {held.size} characters to evaluate on; "
                        f"it needs at least {3 * T + 1} (3 sequences): use a larger --holdout")
+    return data, held
 
 
 def _sample_if_due(run: Run, data: np.ndarray) -> bool:

@@ -1,0 +1,378 @@
+"""Hostile input and faults: every case a real `python -m rnn_core` process that must refuse in one line.
+
+Each case of the table runs in its own directory (a small corpus and a valid checkpoint, plus what
+the case sets up), in a thread pool so that the processes overlap. A refusal must: exit with the
+code given, print exactly one stderr line holding the fragment and no traceback, leave every file
+of its directory as it was, and come within REFUSE_SECONDS. Then: SIGTERM/SIGHUP on a training
+process (and a second writer refused meanwhile), resumed bit for bit; streaming samples; the run
+cache healing.
+"""
+import concurrent.futures as cf
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnn_core as rc
+from conftest import TEXT
+from test_fuzz import arrays_of, with_meta, write_npz
+
+ROOT = Path(__file__).resolve().parent.parent
+# A refusal comes before any training: python's start and the imports take about 1 s here; 8 s leaves
+# room for 2 busy cores shared with other processes, and is far below the LONG training the
+# path cases ask for (>= 30 s with the numpy form), so a case that trained first would fail.
+REFUSE_SECONDS = 8.0
+TINY = ["--m", "8", "--seq-length", "10", "--no-progress"]
+LONG = ["--max-updates", "100000", "--epochs", "1000000", "--backend", "numpy"]  # ~40 s if it ever ran
+
+
+def env(**extra):
+    return dict(os.environ, RNN_PROGRESS="0", PYTHONPATH=str(ROOT), **extra)
+
+
+# ----------------------------------------------------------------------------- setups of the cases
+def mutate(change):
+    """A setup that rewrites ck.npz with change(arrays) -> arrays."""
+    def setup(d):
+        write_npz(d / "ck.npz", change(arrays_of(d / "ck.npz")))
+    return setup
+
+
+def meta_set(**fields):
+    return mutate(lambda a: with_meta(a, lambda m: m.update(fields)))
+
+
+def replace(key, value):
+    return mutate(lambda a: {**a, key: value(a[key]) if callable(value) else value})
+
+
+def drop(key):
+    return mutate(lambda a: {k: v for k, v in a.items() if k != key})
+
+
+def header_lies(d):
+    """ck.npz whose params/U header claims 10**11 floats, the file staying a few KB."""
+    src = d / "ck.npz"
+    shape = str(arrays_of(src)["params/U"].shape).encode()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(d / "lie.npz", "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data.replace(shape, b"(100000, 1000000)", 1) if info.filename == "params/U.npy" else data)
+    src.unlink()
+
+
+def fifo(name):
+    return lambda d: os.mkfifo(d / name)
+
+
+def symlink(name, target):
+    return lambda d: os.symlink(target, d / name)
+
+
+def write(name, data: bytes):
+    return lambda d: (d / name).write_bytes(data)
+
+
+def loop(d):
+    os.symlink(d / "loop2", d / "loop1")
+    os.symlink(d / "loop1", d / "loop2")
+
+
+_HELD_LOCKS = []
+
+
+def hold_lock(d):
+    """Another process's lock on ck.npz, as `train` takes it (flock on .ck.npz.lock)."""
+    fh = open(d / ".ck.npz.lock", "a+b")
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD_LOCKS.append(fh)
+
+
+def dead_tmp(d):
+    """A temp file left by a writer killed mid-write: its pid is gone."""
+    pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                         text=True).stdout.strip()
+    (d / f".ck.npz.{pid}.tmp").write_bytes(b"half a checkpoint")
+
+
+UTF16 = ("hello world, this is text\n" * 5).encode("utf-16")
+RESUME = ["train", "--data", "corpus.txt", "--out", "ck.npz", "--resume", "--max-updates", "40", *TINY]
+TRAIN = ["train", "--data", "corpus.txt", *TINY]
+
+# (id, argv, setup, exit code, fragment of the one stderr line)
+CASES = [
+    # checkpoints, resumed or sampled
+    ("opt/G/W (2, 2)", RESUME, replace("opt/G/W", np.ones((2, 2))), 1, "'opt/G/W' is float64 (2, 2)"),
+    ("pos 10**9", RESUME, meta_set(pos=10**9), 1, "'pos'"),
+    ("params/U shape", RESUME, replace("params/U", lambda a: np.zeros((a.shape[0], a.shape[1] + 1))), 1, "'params/U'"),
+    ("params/W shape", RESUME, replace("params/W", np.zeros((3, 3))), 1, "'params/W'"),
+    ("hprev shape", RESUME, replace("hprev", np.zeros(9)), 1, "'hprev'"),
+    ("opt/G/U missing", RESUME, drop("opt/G/U"), 1, "lacks 'opt/G/U'"),
+    ("best/U missing", RESUME, drop("best/U"), 1, "lacks 'best/U'"),
+    ("meta not JSON", RESUME, replace("meta", np.array("{oops")), 1, "meta is not JSON"),
+    ("meta a JSON list", RESUME, replace("meta", np.array("[1, 2]")), 1, "not a JSON object"),
+    ("meta a JSON number", RESUME, replace("meta", np.array("7")), 1, "not a JSON object"),
+    ("bad rng_states", RESUME, meta_set(rng_states={"init": 1, "sample": "x"}), 1, "rng_states"),
+    ("unsorted vocabulary", RESUME, mutate(lambda a: with_meta(a, lambda m: m.update(vocab=m["vocab"][::-1]))),
+     1, "'vocab'"),
+    ("params float32", RESUME, replace("params/U", lambda a: a.astype(np.float32)), 1, "'params/U' is float32"),
+    ("params int64", RESUME, replace("params/U", lambda a: a.astype(np.int64)), 1, "'params/U' is int64"),
+    ("updates_per_epoch 0", RESUME, meta_set(updates_per_epoch=0), 1, "'updates_per_epoch'"),
+    ("updates_per_epoch of another corpus", RESUME, meta_set(updates_per_epoch=10**9), 1, "updates per epoch"),
+    ("update != len(loss)", RESUME, meta_set(update=21, pos=210), 1, "'loss'"),
+    ("NaN parameters resumed", RESUME, replace("params/V", lambda a: a * np.nan), 1, "non-finite"),
+    ("negative AdaGrad state", RESUME, replace("opt/G/b", lambda a: a * 0 - 1), 1, "negative"),
+    ("header claims 10**11 floats", ["sample", "--checkpoint", "lie.npz"], header_lies, 1, "'params/U'"),
+    ("sample NaN parameters", ["sample", "--checkpoint", "ck.npz"], replace("best/W", lambda a: a * np.nan), 1,
+     "non-finite"),
+    ("sample a FIFO", ["sample", "--checkpoint", "pipe.npz"], fifo("pipe.npz"), 1, "not a regular file"),
+    ("sample a directory", ["sample", "--checkpoint", "."], None, 1, "directory"),
+    ("sample a text file", ["sample", "--checkpoint", "corpus.txt"], None, 1, "not a readable checkpoint"),
+    ("sample a truncated file", ["sample", "--checkpoint", "ck.npz"],
+     lambda d: (d / "ck.npz").write_bytes((d / "ck.npz").read_bytes()[:3000]), 1, "not a readable checkpoint"),
+    # where the result goes: refused before training (LONG would take far over REFUSE_SECONDS)
+    ("--out a directory, --force", [*TRAIN, *LONG, "--out", "sub", "--force"], lambda d: (d / "sub").mkdir(), 1,
+     "is a directory"),
+    ("--out parent a file", [*TRAIN, *LONG, "--out", "corpus.txt/x.npz"], None, 1, "is not a directory"),
+    ("--out the corpus, --force", [*TRAIN, *LONG, "--out", "corpus.txt", "--force"], None, 1, "is the corpus"),
+    ("--out a hard link of the corpus", [*TRAIN, *LONG, "--out", "link.txt", "--force"],
+     lambda d: os.link(d / "corpus.txt", d / "link.txt"), 1, "is the corpus"),
+    ("--out written by another process", [*TRAIN, *LONG, "--out", "ck.npz", "--resume"], hold_lock, 1,
+     "being written by another process"),
+    ("--out exists", [*TRAIN, *LONG, "--out", "ck.npz"], None, 1, "--resume"),
+    ("--out a FIFO", [*TRAIN, *LONG, "--out", "p.npz", "--force"], fifo("p.npz"), 1, "not a regular file"),
+    ("--out name too long", [*TRAIN, *LONG, "--out", "x" * 250 + ".npz"], None, 1, "too long"),
+    # corpora
+    ("--data a FIFO", ["train", "--data", "pipe.txt", "--out", "new.npz", *TINY], fifo("pipe.txt"), 1,
+     "not a regular file"),
+    ("--data -> /dev/zero", ["train", "--data", "zero.txt", "--out", "new.npz", *TINY],
+     symlink("zero.txt", "/dev/zero"), 1, "not a regular file"),
+    ("--data a symlink loop", ["train", "--data", "loop1", "--out", "new.npz", *TINY], loop, 1,
+     "symbolic links"),
+    ("--data a 300-character name", ["train", "--data", "y" * 300, "--out", "new.npz", *TINY], None, 1,
+     "too long"),
+    ("--data a directory", ["train", "--data", ".", "--out", "new.npz", *TINY], None, 1, "directory"),
+    ("--data UTF-16", ["train", "--data", "u16.txt", "--out", "new.npz", *TINY], write("u16.txt", UTF16), 1,
+     "UTF-16"),
+    ("--data UTF-16 without BOM", ["train", "--data", "u16.txt", "--out", "new.npz", *TINY],
+     write("u16.txt", UTF16[2:]), 1, "UTF-16"),
+    ("--data UTF-32", ["train", "--data", "u32.txt", "--out", "new.npz", *TINY],
+     write("u32.txt", "some text here\n".encode("utf-32") * 3), 1, "UTF-32"),
+    ("gradcheck --data a FIFO", ["gradcheck", "--data", "pipe.txt"], fifo("pipe.txt"), 1, "not a regular file"),
+    # flags out of range
+    ("--holdout 1e-9", [*TRAIN, "--out", "new.npz", "--holdout", "1e-9"], None, 1, "hold"),
+    ("--holdout 1.6667e-5", [*TRAIN, "--out", "new.npz", "--holdout", "1.6667e-5"], None, 1, "hold"),
+    ("--holdout 0.01 (a few characters)", [*TRAIN, "--out", "new.npz", "--holdout", "0.01"], None, 1, "hold"),
+    ("--holdout nan", [*TRAIN, "--out", "new.npz", "--holdout", "nan"], None, 2, "--holdout"),
+    ("--holdout 1", [*TRAIN, "--out", "new.npz", "--holdout", "1"], None, 2, "--holdout"),
+    ("--eval-every -5", [*TRAIN, "--out", "new.npz", "--eval-every", "-5", "--holdout", "0.1"], None, 2,
+     "--eval-every"),
+    ("--eval-every without --holdout", [*TRAIN, "--out", "new.npz", "--eval-every", "5"], None, 1, "holdout"),
+    ("train --seed -1", [*TRAIN, "--out", "new.npz", "--seed", "-1"], None, 2, "--seed"),
+    ("train --seed 2**64", [*TRAIN, "--out", "new.npz", "--seed", str(2**64)], None, 2, "--seed"),
+    ("sample --seed -1", ["sample", "--checkpoint", "ck.npz", "--seed", "-1"], None, 2, "--seed"),
+    ("gradcheck --seed -1", ["gradcheck", "--data", "corpus.txt", "--seed", "-1"], None, 2, "--seed"),
+    ("--m 100000", [*TRAIN, "--out", "new.npz", "--m", "100000"], None, 1, "GiB"),
+    ("--seq-length 10**7", ["train", "--data", "corpus.txt", "--out", "new.npz", "--seq-length", "10000000"],
+     None, 1, "seq_length"),
+    ("--batch-size 10**7", [*TRAIN, "--out", "new.npz", "--batch-size", "10000000"], None, 1, "batch_size"),
+    ("--eta inf", [*TRAIN, "--out", "new.npz", "--eta", "inf"], None, 2, "--eta"),
+    ("sample --temperature 1e-308", ["sample", "--checkpoint", "ck.npz", "--temperature", "1e-308"], None, 2,
+     "--temperature"),
+    ("sample --temperature 1e308", ["sample", "--checkpoint", "ck.npz", "--temperature", "1e308"], None, 2,
+     "--temperature"),
+    ("sample --top-p 0", ["sample", "--checkpoint", "ck.npz", "--top-p", "0"], None, 2, "--top-p"),
+    ("sample a prime outside the vocabulary", ["sample", "--checkpoint", "ck.npz", "--prime", "\u00e9"], None, 1,
+     "not in the vocabulary"),
+    ("gradcheck --sig 1e308", ["gradcheck", "--data", "corpus.txt", "--sig", "1e308"], None, 2, "--sig"),
+    ("gradcheck --step 1e300", ["gradcheck", "--data", "corpus.txt", "--step", "1e300"], None, 2, "--step"),
+    ("gradcheck --m 2000", ["gradcheck", "--data", "corpus.txt", "--m", "2000"], None, 1, "too long"),
+    # divergence: its one line, no RuntimeWarning lines (the numpy forms overflow; the kernel is its own)
+    ("divergence, numpy", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "numpy"], None, 1,
+     "loss became"),
+    ("divergence, per-step", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "steps"], None, 1,
+     "loss became"),
+]
+# the divergence cases write no checkpoint: a run that diverges is not saved (the error is the result)
+
+# Cases that succeed, with what they must say or leave: (id, argv, setup, env, check(d, proc))
+GOOD = [
+    ("numba-trained checkpoint resumed with numba disabled", RESUME,
+     mutate(lambda a: with_meta(a, lambda m: m["config"].update(backend="numba"))), {"RNN_DISABLE_NUMBA": "1"},
+     lambda d, p: "numpy backend" in p.stderr and "numba backend" not in p.stderr),
+    ("a killed writer's temp file is removed on the next save", RESUME, dead_tmp, {},
+     lambda d, p: not list(d.glob(".ck.npz.*.tmp")) and not list(d.glob(".ck.npz.lock"))),
+]
+
+
+def snapshot(d: Path) -> dict:
+    """Every entry under d: its type, and for a regular file its content hash (FIFOs are not opened)."""
+    out = {}
+    for dirpath, dirs, files in os.walk(d):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            st = os.lstat(p)
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else None
+            out[str(p.relative_to(d))] = (st.st_mode >> 12, digest)
+    return out
+
+
+def run_case(d: Path, argv, extra_env=None):
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "rnn_core", *argv], cwd=d, capture_output=True, text=True,
+                          env=env(**(extra_env or {})), timeout=120)  # a hang fails here
+    return proc, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A corpus and a checkpoint of 20 updates with the CLI's settings for TINY (so --resume accepts it)."""
+    d = tmp_path_factory.mktemp("base")
+    (d / "corpus.txt").write_text(TEXT * 3, encoding="utf-8")
+    corpus = rc.load_corpus(d / "corpus.txt", seq_length=10)
+    # the numpy form: no process of the table then compiles the kernel (seconds each while kernel.py changes)
+    rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=20, backend="numpy"), checkpoint=d / "ck.npz",
+             progress=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def results(base, tmp_path_factory):
+    """Every case of CASES and GOOD run in its own copy of `base`, 3 processes at a time."""
+    jobs = {}
+    for case_id, argv, setup, extra_env in [c[:3] + (None,) for c in CASES] + [c[:4] for c in GOOD]:
+        d = tmp_path_factory.mktemp("case")
+        for f in ("corpus.txt", "ck.npz"):
+            shutil.copy(base / f, d / f)
+        if setup is not None:
+            setup(d)
+        jobs[case_id] = (d, argv, extra_env, snapshot(d))
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(3) as pool:
+        futures = {cid: pool.submit(run_case, d, argv, e) for cid, (d, argv, e, _) in jobs.items()}
+        out = {cid: (jobs[cid][0], *f.result(), jobs[cid][3]) for cid, f in futures.items()}
+    for fh in _HELD_LOCKS:
+        fh.close()
+    print(f"\n{len(CASES)} hostile cases and {len(GOOD)} fault cases in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_hostile_input_is_refused_in_one_line(results, case):
+    case_id, argv, setup, code, fragment = case
+    d, proc, seconds, before = results[case_id]
+    lines = proc.stderr.strip().splitlines()
+    if case_id.startswith("divergence"):  # training started: its "corpus ..." line comes first
+        assert lines[0].startswith("corpus "), proc.stderr
+        lines = lines[1:]
+    assert proc.returncode == code, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in lines[0], lines[0]
+    assert snapshot(d) == before, "a file was created or changed"
+    assert seconds < REFUSE_SECONDS, f"took {seconds:.1f} s"
+
+
+@pytest.mark.parametrize("case", GOOD, ids=[c[0] for c in GOOD])
+def test_faults_that_succeed(results, case):
+    d, proc, seconds, before = results[case[0]]
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    assert case[4](d, proc), proc.stderr
+
+
+# ----------------------------------------------------------------------------- signals and a second writer
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base, tmp_path, signum):
+    args = ["train", "--data", str(base / "corpus.txt"), "--max-updates", "6000", "--epochs", "1000000",
+            "--backend", "numpy", *TINY]
+    ref = tmp_path / "ref.npz"
+    assert subprocess.run([sys.executable, "-m", "rnn_core", *args, "--out", str(ref)], env=env(),
+                          capture_output=True, timeout=300).returncode == 0
+    out = tmp_path / "run.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "rnn_core", *args, "--out", str(out)], env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stderr.readline()  # "corpus ...": the lock is held and training starts
+    second, seconds = run_case(tmp_path, [*args, "--out", str(out), "--force"])
+    assert second.returncode == 1 and "being written by another process" in second.stderr, second.stderr
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal arrived (machine too fast)")
+    assert proc.returncode == 128 + signum and signal.Signals(signum).name in err and "--resume" in err, err
+    assert len(err.strip().splitlines()) == 1, err  # the "interrupted" line only ("corpus" was read above)
+    assert not list(tmp_path.glob(".run.npz*"))  # no temp file, no lock file left
+    done = subprocess.run([sys.executable, "-m", "rnn_core", *args, "--out", str(out), "--resume"], env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    a, b = arrays_of(ref), arrays_of(out)
+    for key in a:
+        if key != "meta":
+            assert np.array_equal(a[key], b[key]), key
+    ma, mb = json.loads(str(a["meta"])), json.loads(str(b["meta"]))
+    for key in ("update", "epoch", "pos", "smooth_loss", "best_update", "best_smooth", "rng_states", "samples"):
+        assert ma[key] == mb[key], key
+
+
+# ----------------------------------------------------------------------------- streaming samples
+def test_a_huge_sample_streams_in_bounded_memory(base):
+    proc = subprocess.Popen([sys.executable, "-m", "rnn_core", "sample", "--checkpoint", str(base / "ck.npz"),
+                             "--length", "1000000000"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        t0 = time.perf_counter()
+        got = b""
+        while len(got) < 20_000 and time.perf_counter() - t0 < 30:  # a few seconds of sampling at m = 8
+            got += proc.stdout.read1(65536)
+        rss_kb = int(next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                          if line.startswith("VmRSS")).split()[1])
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert len(got) >= 20_000
+    assert rss_kb < 400_000  # numpy, numba and the interpreter: ~150 MB; 10**9 int64 indices would be 8 GB
+
+
+# ----------------------------------------------------------------------------- the run cache heals
+def _zero_params_bytes(path: Path):
+    """Zero the data bytes of params/U inside the zip, as a disk fault would (its CRC then fails)."""
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        at = z.getinfo("params/U.npy").header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[at + 26: at + 30])  # of the local file header
+    start = at + 30 + name_len + extra_len + 128  # past the .npy header (128 bytes for these arrays)
+    raw[start:start + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(b""),
+    lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+    lambda p: write_npz(p, {**arrays_of(p), "params/U": arrays_of(p)["params/U"] * np.nan}),
+    lambda p: write_npz(p, {**arrays_of(p), "params/W": np.zeros((3, 3))}),
+    _zero_params_bytes,
+], ids=["zero bytes", "truncated", "NaN parameters", "wrongly shaped parameters", "zeroed bytes"])
+def test_the_run_cache_sets_a_bad_file_aside_and_trains_again(tmp_path, capsys, damage):
+    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+    cfg = rc.Config(m=8, seq_length=10, max_updates=30, sample_every=0, backend="numpy")
+    first = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("*.npz")
+    damage(path)
+    capsys.readouterr()
+    again = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "set aside as" in err[0] and "set-aside" in err[0], err
+    assert len(list((tmp_path / "set-aside").iterdir())) == 1
+    for k in rc.PARAM_NAMES:
+        assert np.array_equal(again.params[k], first.params[k]), k  # trained again, to the same run
+    assert rc.load_checkpoint(path).update == 30  # and the healed file is served from now on
