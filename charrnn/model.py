@@ -356,9 +356,11 @@ def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) 
                             f"got {temperature}")
     if not 0 < top_p <= 1:
         raise SamplingError(f"top_p must be in (0, 1], got {top_p}")
-    p = softmax(o / temperature)  # (K,)
-    if not np.isfinite(p).all():
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = o / temperature  # (K,)
+    if not np.isfinite(z).all():
         raise SamplingError("the network's outputs are not finite: its parameters are too large or not finite")
+    p = softmax(z)  # finite logits: the shift by the maximum keeps every term in [0, 1]
     if top_p < 1.0:
         order = np.argsort(-p, kind="stable")
         cum = np.cumsum(p[order])

