@@ -294,3 +294,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `sample ... | head`: the reader has gone, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a disk fault or a path the checks above did not foresee: still one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{PROG} {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{PROG} {args.command}: error: out of memory", file=sys.stderr)
+        return 1

@@ -170,6 +170,7 @@ CASES = [
     ("--data UTF-32", ["train", "--data", "u32.txt", "--out", "new.npz", *TINY],
      write("u32.txt", "some text here\n".encode("utf-32") * 3), 1, "UTF-32"),
     ("gradcheck --data a FIFO", ["gradcheck", "--data", "pipe.txt"], fifo("pipe.txt"), 1, "not a regular file"),
+    ("corpus --out under a file", ["corpus", "--out", "corpus.txt/x.txt"], None, 1, "Not a directory"),
     # flags out of range
     ("--holdout 1e-9", [*TRAIN, "--out", "new.npz", "--holdout", "1e-9"], None, 1, "hold"),
     ("--holdout 1.6667e-5", [*TRAIN, "--out", "new.npz", "--holdout", "1.6667e-5"], None, 1, "hold"),
