@@ -118,7 +118,8 @@ def mixture_report(logp_rnn: np.ndarray, logp_ngram: np.ndarray) -> dict:
     Returns lam and the scoring half's bits for the RNN, the n-gram and the mixture."""
     fit, test = split_halves(len(logp_rnn))
     lam = fit_mixture(logp_rnn[fit], logp_ngram[fit])
-    return {"lam": lam, "rnn": mixture_bits(1.0, logp_rnn[test], logp_ngram[test]),
+    return {"lam": lam, "fit_mixture": mixture_bits(lam, logp_rnn[fit], logp_ngram[fit]),
+            "rnn": mixture_bits(1.0, logp_rnn[test], logp_ngram[test]),
             "ngram": mixture_bits(0.0, logp_rnn[test], logp_ngram[test]),
             "mixture": mixture_bits(lam, logp_rnn[test], logp_ngram[test]),
             "fit_blocks": len(fit), "test_blocks": len(test)}
@@ -127,8 +128,7 @@ def mixture_report(logp_rnn: np.ndarray, logp_ngram: np.ndarray) -> dict:
 def stretch_losses(run, stretch: int) -> np.ndarray:
     """Mean loss per update (nats per sequence) of each stretch of `stretch` updates in each whole
     epoch: shape (epochs, updates_per_epoch // stretch). Row e, column j is the same text in every epoch."""
-    per = run.updates_per_epoch
-    E = run.update // per
+    per, E = _epochs(run)
     n = per // stretch
     L = run.losses[:E * per].reshape(E, per)[:, :n * stretch]
     return L.reshape(E, n, stretch).mean(axis=2)
@@ -136,22 +136,30 @@ def stretch_losses(run, stretch: int) -> np.ndarray:
 
 def lowest_smooth_offsets(run) -> np.ndarray:
     """For each whole epoch, the update (within the epoch) at which the smooth loss was lowest: (epochs,)."""
-    per = run.updates_per_epoch
-    E = run.update // per
+    per, E = _epochs(run)
     return run.smooth_losses[:E * per].reshape(E, per).argmin(axis=1)
+
+
+def _epochs(run) -> tuple[int, int]:
+    """(updates per epoch, whole epochs done); a run shorter than an epoch counts as one epoch of its updates."""
+    per = run.updates_per_epoch
+    return (per, run.update // per) if run.update >= per else (run.update, 1)
 
 
 def stretch_summary(run, stretch: int) -> dict:
     """How much the text decides the smooth loss in a run of whole epochs: the correlation of the
-    stretch-loss profiles (`stretch_losses`) of the second and the last epoch, the spread of the
-    losses along an epoch against their fall from the second epoch to the last, and where in each
+    stretch-loss profiles (`stretch_losses`) of epoch `first` (the second, when there are three or
+    more) and the last epoch, the spread of the losses along the last epoch against their fall
+    from epoch `first` to the last, and where in each
     epoch the smooth loss was lowest (and the share of epochs within one stretch of the most common place)."""
     S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
     offsets = lowest_smooth_offsets(run)
     mode = int(np.bincount(offsets // stretch).argmax())
     near = np.abs(offsets // stretch - mode) <= 1
-    return {"corr": float(np.corrcoef(S[1], S[-1])[0, 1]), "along": float(np.ptp(S[-1])),
-            "fall": float(S[1].mean() - S[-1].mean()), "offsets": offsets,
+    first = 1 if len(S) > 2 else 0
+    corr = float(np.corrcoef(S[first], S[-1])[0, 1]) if len(S) > 1 else float("nan")
+    return {"corr": corr, "along": float(np.ptp(S[-1])), "first": first + 1,
+            "fall": float(S[first].mean() - S[-1].mean()), "offsets": offsets,
             "mode_update": (mode + 0.5) * stretch, "share_near": float(near.mean()), "epochs": len(offsets)}
 
 

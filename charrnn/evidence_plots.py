@@ -47,7 +47,7 @@ def plot_heldout_curve(run, ax=None):
 def plot_seed_curves(groups: dict, ax=None, x="characters"):
     """Held-out curves of several settings ({label: [Run per seed]}): the mean over the seeds as a
     line, the range between the lowest and the highest seed as a band; against characters read
-    (updates x T x B) or updates."""
+    (updates x T x B), updates or training seconds."""
     fig, ax = _axes(ax)
     shown = []
     for i, (label, runs) in enumerate(groups.items()):
@@ -55,13 +55,15 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
         n = min(len(r.val_updates) for r in runs)
         c = runs[0].config
         u = np.array(runs[0].val_updates[:n], dtype=float)
-        xs = u * c.seq_length * c.batch_size if x == "characters" else u
+        xs = {"characters": u * c.seq_length * c.batch_size, "updates": u,
+              "seconds": np.mean([r.val_seconds[:n] for r in runs], axis=0)}[x]
         B = np.stack([curve_bits(r)[1][:n] for r in runs])  # (seeds, evaluations)
         ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=f"C{i}", alpha=0.25)
         ax.plot(xs[1:], B.mean(axis=0)[1:], color=f"C{i}", lw=1.4, label=f"{label} ({len(runs)} seeds)")
         shown += list(B[:, 1:].ravel())
     _zoom(ax, shown)
-    ax.set_xlabel("characters read" if x == "characters" else "update")
+    ax.set_xlabel({"characters": "characters read", "updates": "update",
+                   "seconds": "training time (s, mean over the seeds)"}[x])
     ax.set_ylabel("held-out bits per character")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -77,7 +79,7 @@ def plot_sweeps(sweeps: dict, ax=None):
         rates = np.array(sorted(sweep))
         vals = np.array([sweep[r] for r in rates])
         ok = np.isfinite(vals)
-        ax.plot(rates[ok], vals[ok], "o-", color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=1.2, ms=4,
+        ax.plot(rates[ok], vals[ok], marker="o", color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=1.2, ms=4,
                 label=label)
         j = int(np.argmin(np.where(ok, vals, np.inf)))
         ax.plot(rates[j], vals[j], "o", ms=10, mfc="none", color=f"C{i % 10}")
@@ -140,7 +142,7 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
 
     S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
     E = S.shape[0]
-    epochs = epochs or sorted({0, 1, E // 4, E // 2, E - 1})
+    epochs = epochs or sorted({e for e in (0, 1, E // 4, E // 2, E - 1) if e < E})
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     x = (np.arange(S.shape[1]) + 0.5) * stretch
     for e in epochs:

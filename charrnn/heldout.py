@@ -65,15 +65,15 @@ def block_log_probs(params: dict, blocks: np.ndarray) -> np.ndarray:
     0..j from h = 0: shape (n, L - 1) for blocks (n, L). All blocks are run side by side."""
     U, W, V, b, c = params["U"], params["W"], params["V"], params["b"], params["c"]
     n, L = blocks.shape
-    h = np.zeros((n, W.shape[0]))  # (n,m)
-    out = np.empty((n, L - 1))
-    rows = np.arange(n)
+    H = np.empty((L - 1, n, W.shape[0]))  # (L-1,n,m): the state after reading character t of each block
+    h = np.zeros((n, W.shape[0]))
     for t in range(L - 1):
-        h = np.tanh(h @ W.T + U[:, blocks[:, t]].T + b)  # (n,m)
-        o = h @ V.T + c  # (n,K)
-        o -= o.max(axis=1, keepdims=True)
-        out[:, t] = o[rows, blocks[:, t + 1]] - np.log(np.exp(o).sum(axis=1))
-    return out
+        h = H[t] = np.tanh(h @ W.T + U[:, blocks[:, t]].T + b)
+    o = H.reshape(-1, W.shape[0]) @ V.T + c  # ((L-1)n,K)
+    o -= o.max(axis=1, keepdims=True)
+    y = blocks[:, 1:].T.ravel()  # ((L-1)n,) the characters to predict, in the order of H's rows
+    logp = o[np.arange(len(y)), y] - np.log(np.exp(o).sum(axis=1))
+    return logp.reshape(L - 1, n).T
 
 
 def block_texts(text: str, fraction: float) -> list[str]:

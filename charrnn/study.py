@@ -26,7 +26,7 @@ CONVERGE_CAP = 6  # the converged run stops at this many times the comparison bu
 
 # name: (the change to the reference, its learning-rate grid); the first is the reference itself
 SETTINGS = {
-    "AdaGrad (reference)": ({}, ADAGRAD_RATES),
+    "reference": ({}, ADAGRAD_RATES),
     "Adam": ({"optimizer": "adam"}, ADAM_RATES),
     "random locations": ({"order": "random"}, ADAGRAD_RATES),
     "shuffled chunks": ({"order": "chunks"}, ADAGRAD_RATES),
@@ -179,3 +179,8 @@ SEED_HEADER = ["setting", "tuned rate", "mean bits/char", "seed range", "seeds"]
 def compare(res: dict, a: str, b: str) -> dict:
     """`evidence.verdict` of settings a and b from their seed scores."""
     return verdict(a, res[a]["scores"], b, res[b]["scores"])
+
+
+def verdict_lines(res: dict, names, against: str) -> str:
+    """Markdown list: the verdict of each setting in `names` against the setting `against`."""
+    return "\n".join(f"- {compare(res, n, against)['text']}." for n in names if n != against)
