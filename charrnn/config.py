@@ -142,12 +142,10 @@ _FIELD_KINDS = {f.name: ("int?" if f.name == "max_updates" else
 
 
 def resolve_backend(backend: str, batch_size: int = 1) -> str:
-    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay.
-    Mini-batches (B > 1) always use the numpy batch form, whose matrix products go to BLAS."""
-    if batch_size > 1:
-        return "numpy"
+    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay, but for
+    mini-batches (B > 1) "steps" (no batch form) becomes "numpy"."""
     if backend != "auto":
-        return backend
+        return "numpy" if backend == "steps" and batch_size > 1 else backend
     from . import kernel
 
     return "numba" if kernel.available() else "numpy"

@@ -319,6 +319,47 @@ def _column_sums(y, A):
 
 # ----------------------------------------------------------------------------- one sequence
 @njit(**_JIT)
+def _softmax_loss(P, targets, q, kbits):
+    """Rows of logits P (n,K) in place to softmax(row) - onehot(target) (g_o); returns the summed
+    loss sum_t -log p_t[y_t], each term as log(sum exp) - (o_y - max). targets int (n,)."""
+    n, K = P.shape
+    loss = 0.0
+    for t in range(n):  # shift each row by its maximum
+        o = P[t]
+        m0 = m1 = m2 = m3 = o[0]
+        k = 0
+        while k + 4 <= K:
+            m0, m1 = max(m0, o[k]), max(m1, o[k + 1])
+            m2, m3 = max(m2, o[k + 2]), max(m3, o[k + 3])
+            k += 4
+        while k < K:
+            m0 = max(m0, o[k])
+            k += 1
+        mx = max(max(m0, m1), max(m2, m3))
+        for k in range(K):
+            o[k] -= mx
+        loss -= o[targets[t]]
+    _exp(P.reshape(n * K), q, kbits)
+    for t in range(n):
+        o = P[t]
+        s0 = s1 = s2 = s3 = 0.0
+        k = 0
+        while k + 4 <= K:
+            s0, s1, s2, s3 = s0 + o[k], s1 + o[k + 1], s2 + o[k + 2], s3 + o[k + 3]
+            k += 4
+        while k < K:
+            s0 += o[k]
+            k += 1
+        s = (s0 + s1) + (s2 + s3)
+        loss += np.log(s)
+        r = 1.0 / s
+        for k in range(K):
+            o[k] *= r
+        o[targets[t]] -= 1.0
+    return loss
+
+
+@njit(**_JIT)
 def workspace(m, K, T):
     """The arrays `forward_backward` writes, allocated once per call of `run_updates`:
     H (T+1,m) hidden states, H[0] = hprev; P (T,K) probabilities, then G_o = P - onehot(Y);
@@ -351,39 +392,7 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
     for t in range(T):  # O = H_{1..T} V^T + c, all steps at once
         P[t, :] = c
     _gemm_nt(P, H[1:], V)
-    loss = 0.0
-    for t in range(T):  # shift each row by its maximum; loss_t = log(sum exp) - (o_y - max)
-        o = P[t]
-        m0 = m1 = m2 = m3 = o[0]
-        k = 0
-        while k + 4 <= K:
-            m0, m1 = max(m0, o[k]), max(m1, o[k + 1])
-            m2, m3 = max(m2, o[k + 2]), max(m3, o[k + 3])
-            k += 4
-        while k < K:
-            m0 = max(m0, o[k])
-            k += 1
-        mx = max(max(m0, m1), max(m2, m3))
-        for k in range(K):
-            o[k] -= mx
-        loss -= o[targets[t]]
-    _exp(P.reshape(T * K), q, kbits)
-    for t in range(T):
-        o = P[t]
-        s0 = s1 = s2 = s3 = 0.0
-        k = 0
-        while k + 4 <= K:
-            s0, s1, s2, s3 = s0 + o[k], s1 + o[k + 1], s2 + o[k + 2], s3 + o[k + 3]
-            k += 4
-        while k < K:
-            s0 += o[k]
-            k += 1
-        s = (s0 + s1) + (s2 + s3)
-        loss += np.log(s)
-        r = 1.0 / s
-        for k in range(K):
-            o[k] *= r
-        o[targets[t]] -= 1.0  # P[t] is now g_o_t
+    loss = _softmax_loss(P, targets, q, kbits)  # P is now G_o
     dV[:, :] = 0.0
     _gemm_tn(dV, P, H[1:])  # dV = G_o^T H_{1..T}
     _column_sums(dc, P)

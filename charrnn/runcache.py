@@ -171,6 +171,9 @@ def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
             for c in configs]
 
 
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
 def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) -> list:
     """Start training, in `workers` background processes, the runs that are not cached yet.
 
@@ -178,8 +181,8 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
     process (so that a long run continues a shorter one of the same settings). `cached_run` then
     waits for a run that is still being trained. Returns the paths being trained."""
     started = []
-    # one BLAS thread per worker: the workers already use the cores (spawned workers inherit this)
-    saved = {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    # one BLAS (and numba) thread per worker: the workers already use the cores (spawned workers inherit this)
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
     os.environ.update({v: "1" for v in saved})
     try:
         _submit_chains(corpus, chains, runs_dir, workers, started)
@@ -196,7 +199,7 @@ def submit_job(fn, *args, workers: int = 2):
     """Run fn(*args) in the background workers of `prefetch` (started here if need be, with one BLAS
     thread each); returns its Future. For jobs whose runs depend on other runs (e.g. a learning-rate
     sweep and then seeds at the winning rate); fn must be importable (a module-level function)."""
-    saved = {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
     os.environ.update({v: "1" for v in saved})
     try:
         return _pool(workers).submit(fn, *args)

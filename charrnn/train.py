@@ -108,7 +108,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     check_corpus(run, corpus)
     c = run.config
     data, held = check_heldout(corpus, c)
-    use_kernel = c.backend == "numba" and c.batch_size == 1 and _kernel_usable()
+    use_kernel = c.backend == "numba" and _kernel_usable(c.batch_size)
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
@@ -180,7 +180,7 @@ def _updates_to_next_event(run: Run, target: int, use_kernel: bool) -> int:
         n = min(n, c.sample_every - u % c.sample_every)
     if c.eval_every:
         n = min(n, c.eval_every - u % c.eval_every)
-    return min(n, KERNEL_CHUNK if use_kernel else NUMPY_CHUNK)
+    return min(n, max(1, KERNEL_CHUNK // c.batch_size) if use_kernel else NUMPY_CHUNK)
 
 
 def _next_start(run: Run, N: int):
@@ -259,12 +259,19 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
 
 def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     """n updates with the fused numba kernel; the same loop as `_numpy_updates`, compiled."""
-    from . import kernel
+    from . import kernel, kernel_batch
 
-    plan = (None, None) if run.config.order == "sequential" else _plan(run, len(data))
+    c = run.config
+    if c.batch_size > 1:
+        if not kernel_batch.advance(run, data, n):
+            R = stream_length(len(data), c.batch_size)
+            window = np.arange(c.batch_size)[:, None] * (R - 1) + np.arange(c.seq_length) + run.pos  # (B,T)
+            _diverged(run, loss_and_grads_batch(run.params, data[window], data[window + 1], run.hprev)[0])
+        return
+    plan = (None, None) if c.order == "sequential" else _plan(run, len(data))
     if not kernel.advance(run, data, n, *plan):
         e = _next_start(run, len(data))[0]
-        T = run.config.seq_length
+        T = c.seq_length
         _diverged(run, loss_and_grads(run.params, data[e: e + T], data[e + 1: e + T + 1], run.hprev)[0])
 
 
@@ -276,14 +283,16 @@ def _diverged(run: Run, loss: float):
 _NOTICE_SHOWN = False
 
 
-def _kernel_usable() -> bool:
-    """Whether the numba kernel runs here; says once, in one line, when it does not."""
+def _kernel_usable(batch_size: int = 1) -> bool:
+    """Whether the numba kernel (the mini-batch one for B > 1) runs here; says once, in one line,
+    when it does not."""
     global _NOTICE_SHOWN
-    from . import kernel
+    from . import kernel, kernel_batch
 
-    if kernel.available():
+    k = kernel if batch_size == 1 else kernel_batch
+    if k.available():
         return True
     if not _NOTICE_SHOWN:
-        print(f"notice: {kernel.unavailable_reason()}; training with the numpy form instead", file=sys.stderr)
+        print(f"notice: {k.unavailable_reason()}; training with the numpy form instead", file=sys.stderr)
         _NOTICE_SHOWN = True
     return False

@@ -85,7 +85,8 @@ def test_streams_are_evenly_spaced_and_reset_each_epoch(corpus, monkeypatch):
         return real(params, X, Y, hprev)
 
     monkeypatch.setattr(tr, "loss_and_grads_batch", spy)
-    run = rc.train(corpus, rc.Config(m=8, seq_length=T, epochs=2, batch_size=B, sample_every=0), progress=False)
+    run = rc.train(corpus, rc.Config(m=8, seq_length=T, epochs=2, batch_size=B, sample_every=0, backend="numpy"),
+                   progress=False)  # the numpy loop, spied on (the kernel's streams: tests/test_kernel_batch.py)
     per_epoch = (R - 1) // T
     assert run.updates_per_epoch == per_epoch and len(seen) == 2 * per_epoch and run.epoch == 2
     for i, (X, Y, h) in enumerate(seen):
@@ -99,12 +100,13 @@ def test_streams_are_evenly_spaced_and_reset_each_epoch(corpus, monkeypatch):
         assert (np.abs(h).sum() == 0) == (i % per_epoch == 0)  # zero exactly at each epoch start
 
 
-def test_minibatch_learns_a_periodic_text():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_minibatch_learns_a_periodic_text(backend):
     period = "abcdefghij klmnop. "
     corpus = rc.corpus_from_text(period * 300, seq_length=10)
-    run = rc.train(corpus, rc.Config(m=32, seq_length=10, epochs=30, batch_size=8, sample_every=0, seed=0),
-                   progress=False)
-    assert run.config.backend == "numpy"
+    run = rc.train(corpus, rc.Config(m=32, seq_length=10, epochs=30, batch_size=8, sample_every=0, seed=0,
+                                     backend=backend), progress=False)
+    assert run.config.backend == backend
     assert run.losses[-10:].mean() / 10 < 0.02
 
 

@@ -1,0 +1,319 @@
+"""The fused mini-batch training kernel: B evenly spaced streams per update, loss and gradients
+averaged over the B, with exactly the semantics of `model.loss_and_grads_batch` and the training
+loop of `train.train` (sequential order; every stream carries its own hidden state).
+
+Letters: T steps per sequence, K characters, m hidden units, B streams; parameters are the tuple
+(U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose products, tanh, exp, softmax
+and optimiser steps this kernel reuses. Each step's recurrent product is a matrix product over the
+streams (H_{t-1} W^T, G_{t+1} W), the output layer and the weight gradients are products over all
+T x B rows.
+
+Threads: the streams are cut into groups of GROUP consecutive streams, a number fixed by B alone.
+Each group's forward and backward pass is one task (the tasks run on numba's threads, `prange`),
+writing its own partial gradients; the partial gradients are then summed group after group, in a
+fixed order, by one thread. So the results do not depend on the number of threads (tests run 1
+and 2), and they repeat bit for bit. They equal the numpy form's to about 1e-15 relative (the
+order of the sums differs; tests/test_kernel_batch.py holds them to 1e-12).
+
+State, hyperparameters and status use the named slots of `kernel.py` (I_*, F_*, H_*).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernel import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
+                     NONFINITE, OK, _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _step, _tanh,
+                     hyperparameters, new_state, njit)
+
+try:
+    from numba import prange
+except Exception:  # noqa: BLE001 - without numba nothing here runs (kernel.available() is False)
+    prange = range
+
+GROUP = 8  # streams per task: the unit of work of one thread, and of the fixed order of the sums
+
+_JIT_PAR = dict(_JIT, parallel=True)
+
+
+@njit(**_JIT)
+def _transpose(dst, src):
+    """dst (N,M) = src (M,N)^T."""
+    M, N = src.shape
+    for i0 in range(0, M, 8):
+        for j in range(N):
+            for i in range(i0, min(i0 + 8, M)):
+                dst[j, i] = src[i, j]
+
+
+@njit(**_JIT)
+def _group_forward_backward(params, UT, WT, VT, data, starts, T, hprev, grads, work):
+    """Summed loss of the nb streams of one group, and their summed gradients.
+
+    UT (K,m), WT (m,m), VT (m,K): transposed copies of U, W, V. Stream b reads
+    data[starts[b] : starts[b] + T + 1]; hprev (nb,m). grads = (dUT (K,m) - dU transposed -,
+    dW, dV, db, dc), overwritten. work = (H, P, GA, GH, z, q, kbits, targets): one group's rows
+    of `batch_workspace`, flat, viewed here as H (T+1,nb,m), P (T*nb,K), GA (T*nb,m), GH (T*nb,m).
+    """
+    U, W, V, b, c = params
+    dUT, dW, dV, db, dc = grads
+    Hf, Pf, GAf, GHf, z, q, kbits, targets = work
+    nb, m, K = starts.shape[0], W.shape[0], V.shape[0]
+    H = Hf[:(T + 1) * nb * m].reshape((T + 1, nb, m))
+    P = Pf[:T * nb * K].reshape((T * nb, K))
+    GA = GAf[:T * nb * m].reshape((T * nb, m))
+    GH = GHf[:T * nb * m].reshape((T * nb, m))
+    H[0] = hprev
+    for t in range(T):  # A_t = b + U x_t + H_{t-1} W^T, H_t = tanh(A_t), nb streams at once
+        A = H[t + 1]
+        for s in range(nb):
+            u = UT[data[starts[s] + t]]
+            for i in range(m):
+                A[s, i] = b[i] + u[i]
+        _gemm(A, H[t], WT)
+        _tanh(A.reshape(nb * m), z, q, kbits)
+    H1 = H[1:].reshape((T * nb, m))  # rows t*nb + s
+    for r in range(T * nb):
+        P[r, :] = c
+        targets[r] = data[starts[r % nb] + r // nb + 1]
+    _gemm(P, H1, VT)
+    loss = _softmax_loss(P, targets[:T * nb], q, kbits)  # P is now G_o
+    dV[:, :] = 0.0
+    _gemm_tn(dV, P, H1)
+    _column_sums(dc, P)
+    GH[:, :] = 0.0
+    _gemm(GH, P, V)  # rows V^T g_o
+    for t in range(T - 1, -1, -1):  # G_a_t = (G_o_t V + G_a_{t+1} W) * (1 - H_t^2)
+        G = GA[t * nb:(t + 1) * nb]
+        G[:, :] = GH[t * nb:(t + 1) * nb]
+        if t + 1 < T:
+            _gemm(G, GA[(t + 1) * nb:(t + 2) * nb], W)
+        Ht = H[t + 1]
+        for s in range(nb):
+            for i in range(m):
+                G[s, i] *= 1.0 - Ht[s, i] * Ht[s, i]
+    dW[:, :] = 0.0
+    _gemm_tn(dW, GA, H[:T].reshape((T * nb, m)))
+    _column_sums(db, GA)
+    dUT[:, :] = 0.0
+    for r in range(T * nb):  # row x_t of dU^T accumulates g_a_t
+        x = data[starts[r % nb] + r // nb]
+        d, g = dUT[x], GA[r]
+        for i in range(m):
+            d[i] += g[i]
+    return loss
+
+
+@njit(**_JIT)
+def batch_workspace(m, K, T, B):
+    """Per group g (NG = ceil(B / GROUP) of them), row g of: H (T+1)*GROUP*m, P T*GROUP*K,
+    GA and GH T*GROUP*m, z, q (n,) and kbits int64 (n,), n = T*GROUP*K + GROUP*m, targets int64
+    (T*GROUP,); and the partial gradients dUT (NG,K,m), dW (NG,m,m), dV (NG,K,m), db (NG,m),
+    dc (NG,K), losses (NG,)."""
+    NG = (B + GROUP - 1) // GROUP
+    n = T * GROUP * K + GROUP * m
+    work = (np.empty((NG, (T + 1) * GROUP * m)), np.empty((NG, T * GROUP * K)), np.empty((NG, T * GROUP * m)),
+            np.empty((NG, T * GROUP * m)), np.empty((NG, n)), np.empty((NG, n)), np.empty((NG, n), dtype=np.int64),
+            np.empty((NG, T * GROUP), dtype=np.int64))
+    partial = (np.empty((NG, K, m)), np.empty((NG, m, m)), np.empty((NG, K, m)), np.empty((NG, m)),
+               np.empty((NG, K)), np.empty(NG))
+    return work, partial
+
+
+@njit(**_JIT_PAR)
+def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial):
+    """Mean loss of the B sequences data[starts[s] : starts[s] + T] (targets one character on),
+    from hprev (B,m); their mean gradients into grads = (dU, dW, dV, db, dc); touched (K,) set
+    for the columns of dU that are not zero. The groups run in parallel; their partial sums are
+    added in group order. The last hidden states are in the work rows, read by `_last_hidden`."""
+    U, W, V, b, c = params
+    B, m, K = starts.shape[0], W.shape[0], V.shape[0]
+    NG = (B + GROUP - 1) // GROUP
+    UT, WT, VT = np.empty((K, m)), np.empty((m, m)), np.empty((m, K))
+    _transpose(UT, U)
+    _transpose(WT, W)
+    _transpose(VT, V)
+    dUTs, dWs, dVs, dbs, dcs, losses = partial
+    for g in prange(NG):
+        s0, s1 = g * GROUP, min(B, (g + 1) * GROUP)
+        losses[g] = _group_forward_backward(
+            params, UT, WT, VT, data, starts[s0:s1], T, hprev[s0:s1],
+            (dUTs[g], dWs[g], dVs[g], dbs[g], dcs[g]),
+            (work[0][g], work[1][g], work[2][g], work[3][g], work[4][g], work[5][g], work[6][g], work[7][g]))
+    dU, dW, dV, db, dc = grads
+    loss = 0.0
+    for g in range(NG):
+        loss += losses[g]
+    _sum_groups(dW, dWs, B)
+    _sum_groups(dV, dVs, B)
+    _sum_groups(db, dbs, B)
+    _sum_groups(dc, dcs, B)
+    dUT = dUTs[0]  # summed in place into group 0's partial: it is not needed any more
+    for g in range(1, NG):
+        dUT += dUTs[g]
+    touched[:] = False
+    for s in range(B):
+        for t in range(T):
+            touched[data[starts[s] + t]] = True
+    for x in range(K):
+        for i in range(m):
+            dU[i, x] = dUT[x, i] / B
+    return loss / B
+
+
+@njit(**_JIT)
+def _sum_groups(out, parts, B):
+    """out = (parts[0] + parts[1] + ...) / B, the groups added in order."""
+    o = out.ravel()
+    o[:] = 0.0
+    for g in range(parts.shape[0]):
+        p = parts[g].ravel()
+        for i in range(o.shape[0]):
+            o[i] += p[i]
+    for i in range(o.shape[0]):
+        o[i] /= B
+
+
+@njit(**_JIT)
+def _last_hidden(hprev, work, T, m):
+    """hprev (B,m) = the last hidden state of every stream, from the groups' H."""
+    B = hprev.shape[0]
+    for g in range((B + GROUP - 1) // GROUP):
+        s0, s1 = g * GROUP, min(B, (g + 1) * GROUP)
+        nb = s1 - s0
+        H = work[0][g][:(T + 1) * nb * m].reshape((T + 1, nb, m))
+        hprev[s0:s1] = H[T]
+
+
+@njit(**_JIT)
+def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper,
+                      n_updates, T, adam, R_stream):
+    """Up to `n_updates` mini-batch updates in place (sequential order), with the semantics of
+    `train.train` at batch_size B = hprev.shape[0]: stream s reads data[s (R_stream - 1) + e ...];
+    an epoch ends when e + T + 1 > R_stream. Arguments as `kernel.run_updates`; hprev (B,m)."""
+    U, W, V, b, c = params
+    B, m, K = hprev.shape[0], W.shape[0], V.shape[0]
+    decay = hyper[H_DECAY]
+    work, partial = batch_workspace(m, K, T, B)
+    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    touched = np.zeros(K, dtype=np.bool_)
+    starts = np.empty(B, dtype=np.int64)
+    istate[I_STATUS] = OK
+    for _ in range(n_updates):
+        u, pos = istate[I_UPDATE], istate[I_POS]
+        for s in range(B):
+            starts[s] = s * (R_stream - 1) + pos
+        loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial)
+        if not np.isfinite(loss):
+            istate[I_STATUS] = NONFINITE
+            return
+        smooth = loss if u == 0 else decay * fstate[F_SMOOTH] + (1.0 - decay) * loss
+        fstate[F_SMOOTH] = smooth
+        loss_out[u] = loss
+        smooth_out[u] = smooth
+        if smooth < fstate[F_BEST_SMOOTH]:
+            fstate[F_BEST_SMOOTH] = smooth
+            istate[I_BEST_UPDATE] = u
+            best[0][:, :] = U
+            best[1][:, :] = W
+            best[2][:, :] = V
+            best[3][:] = b
+            best[4][:] = c
+        _step(params, grads, S, R, istate, hyper, adam, touched)
+        _last_hidden(hprev, work, T, m)
+        istate[I_UPDATE] = u + 1
+        pos += T
+        if pos + T + 1 > R_stream:  # fewer than T+1 characters left in each stream: next epoch
+            istate[I_EPOCH] += 1
+            pos = 0
+            hprev[:, :] = 0.0
+        istate[I_POS] = pos
+
+
+_STATUS = {"checked": False, "error": None}
+
+
+def available() -> bool:
+    """True if the mini-batch kernel runs here (the batch-1 kernel does, and this one compiles:
+    about a minute the first time, cached on disk after)."""
+    from . import kernel
+
+    if not kernel.available():
+        return False
+    if not _STATUS["checked"]:
+        try:
+            _warm_up()
+        except Exception as exc:  # noqa: BLE001
+            _STATUS["error"] = f"numba failed to compile the mini-batch kernel ({exc.__class__.__name__}: {exc})"
+        _STATUS["checked"] = True
+    return _STATUS["error"] is None
+
+
+def unavailable_reason() -> str | None:
+    from . import kernel
+
+    if not kernel.available():
+        return kernel.unavailable_reason()
+    available()
+    return _STATUS["error"]
+
+
+def _warm_up():
+    """Compile (or load from numba's cache) with the argument types training uses."""
+    m, K, T, B = 2, 3, 2, 3
+    rng = np.random.default_rng(0)
+    p = tuple(rng.standard_normal(s) * 0.1 for s in ((m, K), (m, m), (K, m), (m,), (K,)))
+    S, R, best = (tuple(np.zeros_like(a) for a in p) for _ in range(3))
+    data = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2], dtype=np.int64)
+    for adam in (False, True):
+        istate, fstate = new_state()
+        run_batch_updates(p, S, R, best, data, np.zeros((B, m)), np.zeros(4), np.zeros(4), istate, fstate,
+                          hyperparameters(0.1, 1e-8, 5.0, 0.999, 0.9, 0.999), 2, T, adam, 4)
+
+
+def advance(run, data: np.ndarray, n: int) -> bool:
+    """n mini-batch updates of `run` (batch_size B > 1, sequential order) with the kernel, in
+    place; False if a loss became NaN or infinite (the run then stands before that update)."""
+    from .kernel import F_BEST_SMOOTH, F_SMOOTH, I_ADAM_T, I_BEST_UPDATE, I_EPOCH, I_POS, I_UPDATE
+    from .schedule import stream_length
+
+    c = run.config
+    adam = c.optimizer == "adam"
+    S = run.opt_state["m"] if adam else run.opt_state["G"]
+    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
+    names = ("U", "W", "V", "b", "c")
+    istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
+                               run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
+    hprev = np.array(run.hprev, dtype=np.float64)  # (B,m) updated in place
+    run_batch_updates(tuple(run.params[k] for k in names), tuple(S[k] for k in names), tuple(R[k] for k in names),
+                      tuple(run.best_params[k] for k in names), data, hprev, run.loss, run.smooth_history,
+                      istate, fstate, hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2), n,
+                      c.seq_length, adam, stream_length(len(data), c.batch_size))
+    run.update, run.epoch, run.pos = int(istate[I_UPDATE]), int(istate[I_EPOCH]), int(istate[I_POS])
+    run.best_update = int(istate[I_BEST_UPDATE])
+    if adam:
+        run.opt_state["t"] = int(istate[I_ADAM_T])
+    run.smooth_loss, run.best_smooth = float(fstate[F_SMOOTH]), float(fstate[F_BEST_SMOOTH])
+    run.hprev = hprev
+    return istate[I_STATUS] == OK
+
+
+def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
+    """The kernel's mini-batch loss and gradients, in the shape of `model.loss_and_grads_batch`:
+    inputs, targets int (B,T) with targets[s] = inputs[s] shifted by one (each row is read as one
+    window of a text); hprev (B,m). Returns (mean loss, mean grads, h_last (B,m))."""
+    names = ("U", "W", "V", "b", "c")
+    p = tuple(np.ascontiguousarray(params[k], dtype=np.float64) for k in names)
+    inputs, targets = np.asarray(inputs, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    if not np.array_equal(inputs[:, 1:], targets[:, :-1]):
+        raise ValueError("each row of targets must be its row of inputs shifted by one")
+    B, T = inputs.shape
+    m, K = p[1].shape[0], p[2].shape[0]
+    data = np.concatenate([inputs, targets[:, -1:]], axis=1).reshape(-1)  # B windows of T + 1
+    starts = np.arange(B, dtype=np.int64) * (T + 1)
+    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    work, partial = batch_workspace(m, K, T, B)
+    h = np.ascontiguousarray(hprev, dtype=np.float64)
+    loss = batch_loss_and_grads(p, data, starts, T, h, grads, np.zeros(K, dtype=np.bool_), work, partial)
+    h_last = np.empty((B, m))
+    _last_hidden(h_last, work, T, m)
+    return float(loss), dict(zip(names, grads)), h_last
