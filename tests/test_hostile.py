@@ -326,6 +326,23 @@ def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base,
         assert ma[key] == mb[key], key
 
 
+def test_a_killed_writer_leaves_no_stuck_lock(base, tmp_path):
+    """kill -9 while holding the lock: the system drops the flock, so the next `train` goes ahead."""
+    shutil.copy(base / "corpus.txt", tmp_path / "corpus.txt")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from charrnn.checkpoint import "
+                               "checkpoint_lock\nwith checkpoint_lock(sys.argv[1]):\n print('held', flush=True); "
+                               "time.sleep(300)", str(tmp_path / "ck.npz")], env=env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    refused, _ = run_case(tmp_path, [*TRAIN, "--out", "ck.npz", "--max-updates", "5", "--backend", "numpy"])
+    assert refused.returncode == 1 and "being written by another process" in refused.stderr, refused.stderr
+    holder.kill()
+    holder.wait(timeout=30)
+    assert (tmp_path / ".ck.npz.lock").exists()  # the file stays behind; its lock does not
+    done, _ = run_case(tmp_path, [*TRAIN, "--out", "ck.npz", "--max-updates", "5", "--backend", "numpy"])
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".ck.npz.lock").exists()
+
+
 # ----------------------------------------------------------------------------- streaming samples
 def test_a_huge_sample_streams_in_bounded_memory(base):
     proc = subprocess.Popen([sys.executable, "-m", "rnn_core", "sample", "--checkpoint", str(base / "ck.npz"),
@@ -362,7 +379,8 @@ def _zero_params_bytes(path: Path):
     lambda p: write_npz(p, {**arrays_of(p), "params/U": arrays_of(p)["params/U"] * np.nan}),
     lambda p: write_npz(p, {**arrays_of(p), "params/W": np.zeros((3, 3))}),
     _zero_params_bytes,
-], ids=["zero bytes", "truncated", "NaN parameters", "wrongly shaped parameters", "zeroed bytes"])
+    lambda p: write_npz(p, with_meta(arrays_of(p), lambda m: m.update(corpus_sha256="0" * 64))),
+], ids=["zero bytes", "truncated", "NaN parameters", "wrongly shaped parameters", "zeroed bytes", "another corpus"])
 def test_the_run_cache_sets_a_bad_file_aside_and_trains_again(tmp_path, capsys, damage):
     corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
     cfg = rc.Config(m=8, seq_length=10, max_updates=30, sample_every=0, backend="numpy")
