@@ -62,6 +62,7 @@ def checkpoint_lock(path):
     lock = lock_path(path)
     while True:
         try:
+            lock.parent.mkdir(parents=True, exist_ok=True)  # where the checkpoint will be saved
             fh = open(lock, "a+b")
         except OSError as exc:
             raise CheckpointError(f"cannot create the lock file {lock}: {exc.strerror or exc}") from None

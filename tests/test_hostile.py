@@ -445,3 +445,11 @@ def test_the_library_refuses_the_same_inputs(tmp_path, case):
     finally:
         signal.alarm(0)
     assert fragment in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+
+
+def test_train_with_a_checkpoint_in_a_new_directory_creates_it_and_leaves_no_lock(tmp_path):
+    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+    ck = tmp_path / "new" / "dir" / "c.npz"
+    rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy"),
+             checkpoint=ck, progress=False)
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["c.npz"]
