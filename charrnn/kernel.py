@@ -145,8 +145,8 @@ def _axpy_rows(y, rows, x):
         r0, r1, r2, r3, r4, r5, r6, r7 = (rows[j], rows[j + 1], rows[j + 2], rows[j + 3],
                                           rows[j + 4], rows[j + 5], rows[j + 6], rows[j + 7])
         for i in range(n):
-            y[i] += (((r0[i] * x0 + r1[i] * x1) + (r2[i] * x2 + r3[i] * x3))
-                     + ((r4[i] * x4 + r5[i] * x5) + (r6[i] * x6 + r7[i] * x7)))
+            y[i] = (y[i] + r0[i] * x0 + r1[i] * x1 + r2[i] * x2 + r3[i] * x3
+                    + r4[i] * x4 + r5[i] * x5 + r6[i] * x6 + r7[i] * x7)
         j += 8
     while j < J:
         xj, r = x[j], rows[j]
@@ -158,7 +158,8 @@ def _axpy_rows(y, rows, x):
 @njit(**_JIT)
 def _gemm(C, A, B):
     """C (M,N) += A (M,J) B (J,N), all row-major: four rows of C against four rows of B per pass
-    (16 multiply-adds per 4 loads of B and 4 loads and stores of C)."""
+    (16 multiply-adds per 4 loads of B and 4 loads and stores of C), each entry of C updated by a
+    chain of four fused multiply-adds."""
     M, J = A.shape
     N = B.shape[1]
     r = 0
@@ -173,10 +174,10 @@ def _gemm(C, A, B):
             a30, a31, a32, a33 = A[r + 3, j], A[r + 3, j + 1], A[r + 3, j + 2], A[r + 3, j + 3]
             for i in range(N):
                 v0, v1, v2, v3 = b0[i], b1[i], b2[i], b3[i]
-                c0[i] += (a00 * v0 + a01 * v1) + (a02 * v2 + a03 * v3)
-                c1[i] += (a10 * v0 + a11 * v1) + (a12 * v2 + a13 * v3)
-                c2[i] += (a20 * v0 + a21 * v1) + (a22 * v2 + a23 * v3)
-                c3[i] += (a30 * v0 + a31 * v1) + (a32 * v2 + a33 * v3)
+                c0[i] = c0[i] + a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                c1[i] = c1[i] + a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                c2[i] = c2[i] + a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                c3[i] = c3[i] + a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
             j += 4
         while j < J:
             b0 = B[j]
@@ -211,10 +212,10 @@ def _gemm_tn(C, A, B):
             a30, a31, a32, a33 = A[j, r + 3], A[j + 1, r + 3], A[j + 2, r + 3], A[j + 3, r + 3]
             for i in range(N):
                 v0, v1, v2, v3 = b0[i], b1[i], b2[i], b3[i]
-                c0[i] += (a00 * v0 + a01 * v1) + (a02 * v2 + a03 * v3)
-                c1[i] += (a10 * v0 + a11 * v1) + (a12 * v2 + a13 * v3)
-                c2[i] += (a20 * v0 + a21 * v1) + (a22 * v2 + a23 * v3)
-                c3[i] += (a30 * v0 + a31 * v1) + (a32 * v2 + a33 * v3)
+                c0[i] = c0[i] + a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                c1[i] = c1[i] + a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                c2[i] = c2[i] + a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                c3[i] = c3[i] + a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
             j += 4
         while j < J:
             b0 = B[j]

@@ -76,13 +76,14 @@ def test_kernel_gradients_pass_the_numerical_check(corpus):
 def test_first_updates_match_the_reference_loop(corpus, changes):
     """After 5 updates at the assignment's settings (m = 100, T = 25) the parameters agree to 1e-9.
 
-    Measured: 1e-11 with AdaGrad, 1e-16 with Adam. AdaGrad's first steps amplify rounding: for an
-    entry with a tiny gradient g, the step eta g / sqrt(g^2 + eps) changes by up to eta/sqrt(eps)
-    = 1000 times a change of g. Later, the chaotic trajectory takes correct implementations apart."""
+    Measured: 4e-12 to 1e-11 with AdaGrad (depending on the kernel's order of sums), 3e-16 with
+    Adam. AdaGrad's first steps amplify rounding: for an entry with a tiny gradient g, the step
+    eta g / sqrt(g^2 + eps) changes by up to eta/sqrt(eps) = 1000 times a change of g. Later, the
+    chaotic trajectory takes correct implementations apart."""
     cfg = rc.Config(max_updates=5, sample_every=0, seq_length=25, **changes)
     ref = rc.train(corpus, cfg.replace(backend="numpy"), progress=False)
     fused = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
-    np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)  # measured 1.3e-13
+    np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)  # measured 3e-14 to 1.3e-13
     for k in rc.PARAM_NAMES:
         assert np.abs(fused.params[k] - ref.params[k]).max() <= 1e-9, k
         assert np.abs(fused.best_params[k] - ref.best_params[k]).max() <= 1e-9, k
