@@ -1,7 +1,8 @@
 """`make bench`: training speed and quality at equal wall time, measured side by side in one run.
 
 Speed: each form trains for a fixed number of updates on the default corpus (m = 100, T = 25,
-float64, one BLAS thread everywhere). The forms take turns for several rounds and the median of
+float64, one BLAS thread everywhere; the mini-batch kernel with the numba threads its row names, 1
+unless said). The forms take turns for several rounds and the median of
 each is reported, so a noisy neighbour on the machine affects them all alike. PyTorch rows appear
 when torch is installed (`pip install torch==2.13.0` takes the CPU wheel on this machine's disk).
 
@@ -31,9 +32,14 @@ M, T = 100, 25
 
 
 # ----------------------------------------------------------------------------- the forms timed
-def numpy_form(**changes):
-    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds."""
+def numpy_form(threads=None, **changes):
+    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds.
+    `threads`: numba's threads for the mini-batch kernel (None: numba's default, every core)."""
     def run(corpus, updates):
+        if threads is not None:
+            import numba
+
+            numba.set_num_threads(threads)
         cfg = rc.Config(m=M, seq_length=T, sample_every=0, max_updates=updates, epochs=10**6, **changes)
         t0 = time.perf_counter()
         r = rc.train(corpus, cfg, progress=False)
@@ -84,9 +90,13 @@ def forms(with_torch):
         ("per-step textbook numpy", 1, numpy_form(backend="steps"), 1.0),
         ("vectorised numpy", 1, numpy_form(backend="numpy"), 2.0),
         ("fused numba kernel", 1, numpy_form(backend="numba"), 8.0),
-        ("mini-batch numpy, B = 8", 8, numpy_form(batch_size=8), 1.0),
-        ("mini-batch numpy, B = 32", 32, numpy_form(batch_size=32), 0.5),
-        ("mini-batch numpy, B = 128", 128, numpy_form(batch_size=128), 0.2),
+        ("mini-batch numpy, B = 8", 8, numpy_form(batch_size=8, backend="numpy"), 1.0),
+        ("mini-batch numpy, B = 32", 32, numpy_form(batch_size=32, backend="numpy"), 0.5),
+        ("mini-batch numpy, B = 128", 128, numpy_form(batch_size=128, backend="numpy"), 0.2),
+        ("mini-batch kernel, B = 8", 8, numpy_form(1, batch_size=8, backend="numba"), 2.0),
+        ("mini-batch kernel, B = 32", 32, numpy_form(1, batch_size=32, backend="numba"), 1.0),
+        ("mini-batch kernel, B = 32, 2 thr", 32, numpy_form(2, batch_size=32, backend="numba"), 1.0),
+        ("mini-batch kernel, B = 128, 2 thr", 128, numpy_form(2, batch_size=128, backend="numba"), 0.3),
     ]
     if with_torch:
         rows += [("PyTorch nn.RNN, B = 1", 1, torch_form(1), 1.0),
@@ -123,7 +133,7 @@ def quality(corpus, budget, seeds):
     modes = [  # label, config changes, seeds
         ("per-step textbook numpy, B = 1, eta 0.1", dict(backend="steps"), seeds[:1]),
         ("fused numba kernel, B = 1, eta 0.1", dict(backend="numba"), seeds[:1]),
-        ("mini-batch numpy, B = 32, eta 0.05", dict(batch_size=32, eta=0.05), seeds),
+        ("mini-batch kernel, B = 32, eta 0.05", dict(batch_size=32, eta=0.05, backend="numba"), seeds),
     ]
     rows = []
     for label, changes, mode_seeds in modes:
@@ -169,7 +179,7 @@ def main():
           f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds")
     print(f"numpy {np.__version__}" + (f", torch {torch_version}" if torch_version else ", torch not installed")
           + f"; matrix product (1500 x 1500, 1 thread): {gflops:.1f} GFLOP/s")
-    print(f"\n{'form':<28}{'updates/s':>11}{'chars/s':>12}{'vs per-step':>13}{'FLOP/char':>11}{'% of peak':>11}")
+    print(f"\n{'form':<36}{'updates/s':>11}{'chars/s':>12}{'vs per-step':>13}{'FLOP/char':>11}{'% of peak':>11}")
     rows, base = [], None
     for name, B, _, _ in table:
         ups = statistics.median(n / s for n, s in seconds[name])
@@ -179,8 +189,13 @@ def main():
         peak_cps = gflops * 1e9 / fpc
         rows.append({"form": name, "batch": B, "updates_per_s": ups, "chars_per_s": cps, "ratio": cps / base,
                      "flop_per_char": fpc, "peak_chars_per_s": peak_cps})
-        print(f"{name:<28}{ups:>11,.0f}{cps:>12,.0f}{cps / base:>12.2f}x{fpc / 1e3:>10.1f}k{100 * cps / peak_cps:>10.1f}%")
+        print(f"{name:<36}{ups:>11,.0f}{cps:>12,.0f}{cps / base:>12.2f}x{fpc / 1e3:>10.1f}k{100 * cps / peak_cps:>10.1f}%")
     print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s divided by the FLOP per character)")
+    kernel_ups = next(r["updates_per_s"] for r in rows if r["form"] == "fused numba kernel")
+    long_updates = 50 * ((len(corpus.data) - 1) // T)
+    print(f"first-render time budget (projection from the fused kernel's rate measured above, not a measured "
+          f"run): the report's long run, 50 epochs = {long_updates:,} updates, {long_updates / kernel_ups / 60:.1f} "
+          f"min; the 10-epoch run {long_updates / 5 / kernel_ups:.0f} s")
     result = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
               "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "speed": rows}
     if a.budget > 0:
