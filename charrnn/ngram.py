@@ -56,6 +56,11 @@ class KneserNey:
             p = max(counts.get(w, 0) - D, 0.0) / total + D * distinct / total * p
         return p
 
+    def counts_stored(self, order: int) -> int:
+        """How many (context, next character) counts the order-`order` model reads: its size."""
+        return sum(len(entry[0]) for k in range(1, order + 1)
+                   for entry in self.levels[(k, "raw" if k == order else "cont")][0].values())
+
     def distribution(self, context: str, order: int) -> np.ndarray:
         """P_order(. | context) over the vocabulary, shape (K,)."""
         return np.array([self.prob(context, w, order) for w in self.vocab])
