@@ -326,6 +326,22 @@ def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base,
         assert ma[key] == mb[key], key
 
 
+def test_two_trains_started_at_once_on_one_new_out_one_is_refused(base, tmp_path):
+    """Both start together: one trains and writes the file, the other is refused in one line (by the
+    lock while the first trains, or because the file exists if the first is already done)."""
+    argv = [sys.executable, "-m", "rnn_core", *TRAIN, "--out", "new.npz", "--max-updates", "3000", "--epochs", "100",
+            "--backend", "numpy"]
+    shutil.copy(base / "corpus.txt", tmp_path / "corpus.txt")
+    procs = [subprocess.Popen(argv, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outs
+    err = next(e for p, (_, e) in zip(procs, outs) if p.returncode == 1).strip().splitlines()
+    assert len(err) == 1 and ("being written by another process" in err[0] or "exists" in err[0]), err
+    assert rc.load_checkpoint(tmp_path / "new.npz").update == 3000
+
+
 def test_a_killed_writer_leaves_no_stuck_lock(base, tmp_path):
     """kill -9 while holding the lock: the system drops the flock, so the next `train` goes ahead."""
     shutil.copy(base / "corpus.txt", tmp_path / "corpus.txt")
