@@ -13,7 +13,8 @@
     schedule   held-out split, stream lengths, updates per epoch, epoch plans, when a run is done
     run        the state of a run (Run) and a new run
     train      the training loop (orders, mini-batches, samples, held-out checks, stopping)
-    checkpoint save, load and check a run as one .npz
+    checkpoint save and load a run as one .npz; one writer per checkpoint (a lock)
+    validate   read a checkpoint safely and check every member and meta field before use
     runcache   the run cache in runs/ and its background workers
     cli    `python -m rnn_core ...`
 """
