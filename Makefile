@@ -15,7 +15,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 .PHONY: help venv data test train sample gradcheck report bench clean clean-runs
 
 help:  ## list the targets
-	@echo "make <target>   (variables: DATA=path/to/corpus.txt QUICK=1 EPOCHS=$(EPOCHS) OUT=$(OUT))"
+	@echo "make <target>   (variables: DATA=path/to/corpus.txt QUICK=1 RUNS=runs EPOCHS=$(EPOCHS) OUT=$(OUT))"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 14
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -44,13 +44,17 @@ gradcheck: $(STAMP) $(CORPUS)  ## gradient check table on DATA (m = 5)
 	$(PY) -m rnn_core gradcheck --data $(DATA)
 
 QUICK ?= 0
+RUNS ?= runs
 # The kernel talks to nbconvert over local IPC sockets (no TCP ports, no warning about plain-text TCP).
 EXECUTE := $(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
 	--KernelManager.transport=ipc --KernelManager.ip=report/kernel
 report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.html (with code) and .pdf (without)
 	@mkdir -p report
-	@echo "report: executing assignment4.ipynb; runs not in runs/ yet are trained first (about 11 minutes on 2 cores for all of them; a cached re-render takes under a minute)"
-	RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_PROGRESS=0 $(EXECUTE) --output-dir report --output assignment4.ipynb assignment4.ipynb
+	@echo "report: executing assignment4.ipynb; runs not in runs/ yet are trained first (progress below every 15 s)"
+	@# the watcher prints the training progress (the notebook's own output goes into the notebook)
+	@$(PY) -m charrnn.watch --runs $(RUNS) --every 15 --parent $$$$ & w=$$!; \
+		RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_RUNS=$(RUNS) RNN_PROGRESS=0 $(EXECUTE) --output-dir report --output assignment4.ipynb \
+		assignment4.ipynb; s=$$?; kill $$w; wait $$w; exit $$s
 	$(PY) -m charrnn.render report/assignment4.ipynb
 
 bench: $(STAMP) $(CORPUS)  ## speed of every implementation side by side, then quality at equal time (~10 min)

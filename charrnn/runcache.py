@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
@@ -118,6 +119,8 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
             run = _load_or_set_aside(other, corpus)
             if run is not None:
                 break
+    want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
+    _plan(runs_dir, [(path, want, config)])
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
 
 
@@ -229,7 +232,24 @@ def _submit_chains(corpus, chains, runs_dir, workers, started):
         todo = [c for c, p in zip(chain, paths) if not _is_cached(Path(p), c) and p not in _PENDING]
         if not todo:
             continue
+        _plan(runs_dir, [(p, target_updates(c.epochs, c.max_updates, updates_per_epoch(corpus, c)), c)
+                         for c, p in zip(chain, paths)])
         future = _pool(workers).submit(_train_chain, corpus, chain, str(runs_dir))
         for p in paths:
             _PENDING[p] = future
         started += paths
+
+
+def _plan(runs_dir, items) -> None:
+    """Note runs to be trained, [(path, target updates, config)], in <runs>/.plan.jsonl: `prefetch`
+    when it starts them, `cached_run` when it trains one. `charrnn.watch` reads it to show on the
+    terminal of `make report` which runs train, how many there are and how far they are."""
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    default = result_fields(Config())
+    now = time.time()
+    with open(Path(runs_dir) / ".plan.jsonl", "a") as fh:
+        for path, target, config in items:
+            label = " ".join(f"{k}={v}" for k, v in result_fields(config).items()
+                             if v != default[k] and k not in ("backend", "sample_every", "sample_until", "eval_every"))
+            fh.write(json.dumps({"time": now, "path": str(Path(path).resolve()), "target": target,
+                                 "label": label or "assignment settings"}) + "\n")
