@@ -3,10 +3,10 @@ averaged over the B, with exactly the semantics of `model.loss_and_grads_batch` 
 loop of `train.train` (sequential order; every stream carries its own hidden state).
 
 Letters: T steps per sequence, K characters, m hidden units, B streams; parameters are the tuple
-(U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose products, tanh, exp, softmax
-and optimiser steps this kernel reuses. Each step's recurrent product is a matrix product over the
-streams (H_{t-1} W^T, G_{t+1} W), the output layer and the weight gradients are products over all
-T x B rows.
+(U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose optimiser steps it reuses
+with the products, tanh, exp and softmax of `kernel_ops.py`. Each step's recurrent product is a
+matrix product over the streams (H_{t-1} W^T, G_{t+1} W); the output layer and the weight
+gradients are products over all T x B rows.
 
 Threads: the streams are cut into groups of GROUP consecutive streams, a number fixed by B alone.
 Each group's forward and backward pass is one task (the tasks run on numba's threads, `prange`),
@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
-                     NONFINITE, OK, _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _step, _tanh,
-                     hyperparameters, new_state, njit)
+                     NONFINITE, OK, _step, hyperparameters, new_state)
+from .kernel_ops import _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _tanh, njit
 
 try:
     from numba import prange

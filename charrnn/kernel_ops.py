@@ -1,0 +1,333 @@
+"""The compiled building blocks of the training kernels (`kernel.py`, `kernel_batch.py`): register-
+blocked products, vectorised tanh and exp, the softmax with its loss. float64 throughout.
+
+How they are fast (m = 100, T = 25, K = 76; `make bench` has the numbers):
+- Products are register blocked (4 x 4 or 2 x 4) and read rows in the layout they are stored in:
+  `_gemm` C += A B, `_gemm_tn` C += A^T B (coefficients read down A's columns), `_gemm_nt`
+  C += A B^T and `_matvec` y += A x (dot products of rows), `_axpy_rows` y += rows^T x. No BLAS:
+  the products are small, a library call per product would cost about what it saves, and its
+  rounding would depend on the BLAS build and its threads.
+- tanh and exp are computed by vectorisable code (`_tanh`, `_exp`: reduction by ln 2, a Taylor
+  polynomial of e^r - 1, the power of two built in the exponent bits), within 3 ulp of libm.
+- Deterministic: the code is compiled with fastmath limited to fusing a*b + c into one FMA
+  ("contract"), plus reassociation inside the dot products of `_gemm_nt` and `_matvec` only, where
+  LLVM sums in vector lanes. Either way the order of every sum is fixed when the kernel is
+  compiled, so runs repeat bit for bit; another machine (vector width, FMA) or another LLVM may
+  round the last bits differently.
+
+numba is optional: without it (or with RNN_DISABLE_NUMBA=1) `numba` is None, `ERROR` says why,
+and `njit` leaves functions as they are (nothing here is then called). numba keys its on-disk cache
+on the source, not on the decorator options: after changing only `_JIT`, delete
+charrnn/__pycache__/kernel*.nbi and .nbc so that the kernels are rebuilt.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+ERROR = None
+try:  # numba is optional at import time: the numpy forms do not need it
+    if os.environ.get("RNN_DISABLE_NUMBA", "").lower() in ("1", "true", "yes"):
+        raise ImportError("disabled by RNN_DISABLE_NUMBA")
+    import numba
+    from numba import njit
+except Exception as exc:  # noqa: BLE001 - any failure means: no kernel
+    numba = None
+    ERROR = f"numba not importable ({exc})"
+
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+
+_JIT = dict(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"contract"})
+_JIT_DOT = dict(_JIT, fastmath={"contract", "reassoc"})  # dot products only: see `_gemm_nt`
+
+# exp and tanh: x = k ln2 + r, |r| <= ln2/2, ln2 split in two so that k*LN2_HI is exact
+LOG2E = 1.4426950408889634
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+
+
+# ----------------------------------------------------------------------------- elementwise
+@njit(inline="always", **_JIT)
+def _expm1_reduced(r):
+    """e^r - 1 for |r| <= ln2/2: Taylor series to r^13 (the rest is below 2e-17 relative)."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r
+
+
+@njit(**_JIT)
+def _reduce(z, q, kbits):
+    """For z (n,) with -708 <= z <= 0 (NaN passes through): q = e^r - 1 and kbits = the bits of
+    the float 2^k, where z = k ln2 + r. Two plain loops, so that LLVM vectorises both."""
+    for i in range(z.shape[0]):
+        k = np.floor(z[i] * LOG2E + 0.5)
+        q[i] = _expm1_reduced((z[i] - k * LN2_HI) - k * LN2_LO)
+        kbits[i] = (np.int64(k) + 1023) << 52
+
+
+@njit(**_JIT)
+def _exp(a, q, kbits):
+    """a (n,) = exp(a) in place for a <= 0 (below -708 taken as -708: exp is then < 1e-307)."""
+    n = a.shape[0]
+    for i in range(n):
+        a[i] = -708.0 if a[i] < -708.0 else a[i]
+    _reduce(a, q[:n], kbits[:n])
+    s = kbits[:n].view(np.float64)  # 2^k
+    for i in range(n):
+        a[i] = s[i] * q[i] + s[i]
+
+
+@njit(**_JIT)
+def _tanh(a, z, q, kbits):
+    """a (n,) = tanh(a) in place: with e = e^{-2|a|} - 1 (no cancellation near 0),
+    tanh|a| = -e / (2 + e). |a| > 20 gives +-1 as in libm. z, q, kbits are workspaces."""
+    n = a.shape[0]
+    for i in range(n):
+        w = abs(a[i])
+        z[i] = -2.0 * (20.0 if w > 20.0 else w)
+    _reduce(z[:n], q[:n], kbits[:n])
+    s = kbits[:n].view(np.float64)
+    for i in range(n):
+        e = s[i] * q[i] + (s[i] - 1.0)
+        t = -e / (2.0 + e)
+        a[i] = t if a[i] >= 0.0 else -t
+
+
+# ----------------------------------------------------------------------------- products
+@njit(inline="always", **_JIT)
+def _axpy_rows(y, rows, x):
+    """y (n,) += rows (J,n)^T x (J,): axpys over contiguous rows, eight rows per pass so that y
+    is loaded and stored an eighth as often."""
+    n, J = y.shape[0], x.shape[0]
+    j = 0
+    while j + 8 <= J:
+        x0, x1, x2, x3, x4, x5, x6, x7 = x[j], x[j + 1], x[j + 2], x[j + 3], x[j + 4], x[j + 5], x[j + 6], x[j + 7]
+        r0, r1, r2, r3, r4, r5, r6, r7 = (rows[j], rows[j + 1], rows[j + 2], rows[j + 3],
+                                          rows[j + 4], rows[j + 5], rows[j + 6], rows[j + 7])
+        for i in range(n):
+            y[i] = (y[i] + r0[i] * x0 + r1[i] * x1 + r2[i] * x2 + r3[i] * x3
+                    + r4[i] * x4 + r5[i] * x5 + r6[i] * x6 + r7[i] * x7)
+        j += 8
+    while j < J:
+        xj, r = x[j], rows[j]
+        for i in range(n):
+            y[i] += r[i] * xj
+        j += 1
+
+
+@njit(**_JIT)
+def _gemm(C, A, B):
+    """C (M,N) += A (M,J) B (J,N), all row-major: four rows of C against four rows of B per pass
+    (16 multiply-adds per 4 loads of B and 4 loads and stores of C), each entry of C updated by a
+    chain of four fused multiply-adds."""
+    M, J = A.shape
+    N = B.shape[1]
+    r = 0
+    while r + 4 <= M:
+        c0, c1, c2, c3 = C[r], C[r + 1], C[r + 2], C[r + 3]
+        j = 0
+        while j + 4 <= J:
+            b0, b1, b2, b3 = B[j], B[j + 1], B[j + 2], B[j + 3]
+            a00, a01, a02, a03 = A[r, j], A[r, j + 1], A[r, j + 2], A[r, j + 3]
+            a10, a11, a12, a13 = A[r + 1, j], A[r + 1, j + 1], A[r + 1, j + 2], A[r + 1, j + 3]
+            a20, a21, a22, a23 = A[r + 2, j], A[r + 2, j + 1], A[r + 2, j + 2], A[r + 2, j + 3]
+            a30, a31, a32, a33 = A[r + 3, j], A[r + 3, j + 1], A[r + 3, j + 2], A[r + 3, j + 3]
+            for i in range(N):
+                v0, v1, v2, v3 = b0[i], b1[i], b2[i], b3[i]
+                c0[i] = c0[i] + a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                c1[i] = c1[i] + a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                c2[i] = c2[i] + a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                c3[i] = c3[i] + a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+            j += 4
+        while j < J:
+            b0 = B[j]
+            a0, a1, a2, a3 = A[r, j], A[r + 1, j], A[r + 2, j], A[r + 3, j]
+            for i in range(N):
+                c0[i] += a0 * b0[i]
+                c1[i] += a1 * b0[i]
+                c2[i] += a2 * b0[i]
+                c3[i] += a3 * b0[i]
+            j += 1
+        r += 4
+    while r < M:
+        _axpy_rows(C[r], B, A[r])
+        r += 1
+
+
+@njit(**_JIT)
+def _gemm_tn(C, A, B):
+    """C (M,N) += A (J,M)^T B (J,N): as `_gemm`, the coefficients read down the columns of A (no
+    transposed copy)."""
+    J, M = A.shape
+    N = B.shape[1]
+    r = 0
+    while r + 4 <= M:
+        c0, c1, c2, c3 = C[r], C[r + 1], C[r + 2], C[r + 3]
+        j = 0
+        while j + 4 <= J:
+            b0, b1, b2, b3 = B[j], B[j + 1], B[j + 2], B[j + 3]
+            a00, a01, a02, a03 = A[j, r], A[j + 1, r], A[j + 2, r], A[j + 3, r]
+            a10, a11, a12, a13 = A[j, r + 1], A[j + 1, r + 1], A[j + 2, r + 1], A[j + 3, r + 1]
+            a20, a21, a22, a23 = A[j, r + 2], A[j + 1, r + 2], A[j + 2, r + 2], A[j + 3, r + 2]
+            a30, a31, a32, a33 = A[j, r + 3], A[j + 1, r + 3], A[j + 2, r + 3], A[j + 3, r + 3]
+            for i in range(N):
+                v0, v1, v2, v3 = b0[i], b1[i], b2[i], b3[i]
+                c0[i] = c0[i] + a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                c1[i] = c1[i] + a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                c2[i] = c2[i] + a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                c3[i] = c3[i] + a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+            j += 4
+        while j < J:
+            b0 = B[j]
+            a0, a1, a2, a3 = A[j, r], A[j, r + 1], A[j, r + 2], A[j, r + 3]
+            for i in range(N):
+                c0[i] += a0 * b0[i]
+                c1[i] += a1 * b0[i]
+                c2[i] += a2 * b0[i]
+                c3[i] += a3 * b0[i]
+            j += 1
+        r += 4
+    while r < M:
+        c = C[r]
+        for j in range(J):
+            a, bj = A[j, r], B[j]
+            for i in range(N):
+                c[i] += a * bj[i]
+        r += 1
+
+
+@njit(**_JIT_DOT)
+def _gemm_nt(C, A, B):
+    """C (M,N) += A (M,J) B (N,J)^T: dot products of contiguous rows, 2 rows of A against 4 of B
+    per pass. Each dot product is summed in the vector lanes LLVM chooses (reassociation allowed
+    here only), a fixed order for a given machine and build."""
+    M, J = A.shape
+    N = B.shape[0]
+    for r in range(0, M - M % 2, 2):
+        a0, a1 = A[r], A[r + 1]
+        n = 0
+        while n + 4 <= N:
+            b0, b1, b2, b3 = B[n], B[n + 1], B[n + 2], B[n + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            for j in range(J):
+                x0, x1 = a0[j], a1[j]
+                s00 += x0 * b0[j]
+                s01 += x0 * b1[j]
+                s02 += x0 * b2[j]
+                s03 += x0 * b3[j]
+                s10 += x1 * b0[j]
+                s11 += x1 * b1[j]
+                s12 += x1 * b2[j]
+                s13 += x1 * b3[j]
+            C[r, n] += s00
+            C[r, n + 1] += s01
+            C[r, n + 2] += s02
+            C[r, n + 3] += s03
+            C[r + 1, n] += s10
+            C[r + 1, n + 1] += s11
+            C[r + 1, n + 2] += s12
+            C[r + 1, n + 3] += s13
+            n += 4
+        while n < N:
+            s0 = s1 = 0.0
+            for j in range(J):
+                s0 += a0[j] * B[n, j]
+                s1 += a1[j] * B[n, j]
+            C[r, n] += s0
+            C[r + 1, n] += s1
+            n += 1
+    if M % 2:
+        _matvec(C[M - 1], B, A[M - 1])
+
+
+@njit(**_JIT_DOT)
+def _matvec(y, A, x):
+    """y (M,) += A (M,J) x (J,): dot products of contiguous rows, four rows per pass (summed in
+    vector lanes, as in `_gemm_nt`)."""
+    M, J = A.shape
+    r = 0
+    while r + 4 <= M:
+        w0, w1, w2, w3 = A[r], A[r + 1], A[r + 2], A[r + 3]
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(J):
+            xj = x[j]
+            s0 += w0[j] * xj
+            s1 += w1[j] * xj
+            s2 += w2[j] * xj
+            s3 += w3[j] * xj
+        y[r] += s0
+        y[r + 1] += s1
+        y[r + 2] += s2
+        y[r + 3] += s3
+        r += 4
+    while r < M:
+        s = 0.0
+        for j in range(J):
+            s += A[r, j] * x[j]
+        y[r] += s
+        r += 1
+
+
+@njit(inline="always", **_JIT)
+def _column_sums(y, A):
+    """y (N,) = the sum of the rows of A (M,N), row after row."""
+    y[:] = 0.0
+    for r in range(A.shape[0]):
+        a = A[r]
+        for i in range(y.shape[0]):
+            y[i] += a[i]
+
+
+# ----------------------------------------------------------------------------- softmax
+@njit(**_JIT)
+def _softmax_loss(P, targets, q, kbits):
+    """Rows of logits P (n,K) in place to softmax(row) - onehot(target) (g_o); returns the summed
+    loss sum_t -log p_t[y_t], each term as log(sum exp) - (o_y - max). targets int (n,)."""
+    n, K = P.shape
+    loss = 0.0
+    for t in range(n):  # shift each row by its maximum
+        o = P[t]
+        m0 = m1 = m2 = m3 = o[0]
+        k = 0
+        while k + 4 <= K:
+            m0, m1 = max(m0, o[k]), max(m1, o[k + 1])
+            m2, m3 = max(m2, o[k + 2]), max(m3, o[k + 3])
+            k += 4
+        while k < K:
+            m0 = max(m0, o[k])
+            k += 1
+        mx = max(max(m0, m1), max(m2, m3))
+        for k in range(K):
+            o[k] -= mx
+        loss -= o[targets[t]]
+    _exp(P.reshape(n * K), q, kbits)
+    for t in range(n):
+        o = P[t]
+        s0 = s1 = s2 = s3 = 0.0
+        k = 0
+        while k + 4 <= K:
+            s0, s1, s2, s3 = s0 + o[k], s1 + o[k + 1], s2 + o[k + 2], s3 + o[k + 3]
+            k += 4
+        while k < K:
+            s0 += o[k]
+            k += 1
+        s = (s0 + s1) + (s2 + s3)
+        loss += np.log(s)
+        r = 1.0 / s
+        for k in range(K):
+            o[k] *= r
+        o[targets[t]] -= 1.0
+    return loss
