@@ -34,6 +34,7 @@ from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.config import Config, check_resume_config, resolve_backend
 from charrnn.run import Run, check_corpus, new_run, random_streams
 from charrnn.runcache import NUMERICS_VERSION, cached_run, prefetch, run_key
+from charrnn.speed import time_forms
 from charrnn.schedule import epoch_plan, split_data, stream_length, target_updates, updates_per_epoch
 from charrnn.train import TrainingDiverged, train
 

@@ -9,6 +9,8 @@
     plots  figures and tables for the report
     captions  numbered figures, tables and framed passages in the notebook, with captions
     render    the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
+    watch     the training progress on the terminal of `make report`
+    speed     a short timing of the training forms, for the report's appendix
     config     the Config dataclass, its checks, what a resumed run may change
     schedule   held-out split, stream lengths, updates per epoch, epoch plans, when a run is done
     run        the state of a run (Run) and a new run

@@ -95,14 +95,14 @@ def _char_rows(text: str, width: int):
     return rows + ([row] if row else [])
 
 
-def plot_activation_panels(text: str, panels, width: int = 56, max_rows: int = 6):
+def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6):
     """One panel per (title, acts): `text` on a character grid (at most `max_rows` lines of `width`
     characters), each cell coloured by the activation (same length as text, in [-1, 1]; red
     positive, blue negative), with the colour scale below. Sized for the page at 8.5-point type."""
     import matplotlib.pyplot as plt
 
     rows = _char_rows(text, width)[:max_rows]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.11, len(panels) * (len(rows) * 0.2 + 0.35) + 0.7),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.089, len(panels) * (len(rows) * 0.2 + 0.35) + 0.7),
                              squeeze=False, layout="constrained")
     image = None
     for ax, (title, acts) in zip(axes[:, 0], panels):
@@ -115,7 +115,8 @@ def plot_activation_panels(text: str, panels, width: int = 56, max_rows: int = 6
                 ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(title, fontsize=9, loc="left")
-    bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02)
+    bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02,
+                       ticks=[-1, -0.5, 0, 0.5, 1])
     bar.set_label("activation of the unit after reading the character (tanh, from -1 to 1)", fontsize=8.5)
     bar.ax.tick_params(labelsize=8)
     return fig
