@@ -17,6 +17,7 @@ from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, new_run, zero_state
 from .schedule import epoch_plan, split_data, stream_length
+from .validate import check_run
 
 # Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: about
 # 0.3 s of work each at m = 100, so that Ctrl-C, time limits and checkpoint times are honoured promptly.
@@ -112,6 +113,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     target = run.target_updates()
     if run.best_params is None:
         run.best_params = {k: np.zeros_like(v) for k, v in run.params.items()}
+    check_run(run)  # the kernel runs without bounds checks: nothing unchecked reaches it
     bar = progress_bar(target, run.update, progress)
     t_start = t_saved = time.perf_counter()
     seconds0 = run.seconds

@@ -292,3 +292,24 @@ def read_meta(path) -> dict | None:
     except (RNNError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
             RuntimeError, OverflowError, UnicodeDecodeError, KeyError):
         return None
+
+
+def check_run(run) -> None:
+    """A Run in memory, as the compiled kernel will use it (a notebook may have changed it): every
+    parameter, best and optimiser array float64, C-contiguous, writeable, of its config's shape;
+    hprev of shape (m,) or (B, m); the position inside an epoch. RNNError otherwise."""
+    c, K = run.config, run.vocab.K
+    shapes = {"U": (c.m, K), "W": (c.m, c.m), "V": (K, c.m), "b": (c.m,), "c": (K,)}
+    groups = {"params": run.params, "best": run.best_params}
+    groups.update({f"opt/{k}": v for k, v in run.opt_state.items() if isinstance(v, dict)})
+    arrays = {f"{g}/{k}": (tree or {}).get(k) for g, tree in groups.items() if tree is not None for k in shapes}
+    want = {name: shapes[name.rsplit("/", 1)[1]] for name in arrays}
+    arrays["hprev"], want["hprev"] = run.hprev, (c.m,) if c.batch_size == 1 else (c.batch_size, c.m)
+    for name, a in arrays.items():
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == want[name]
+                and a.flags.c_contiguous and a.flags.writeable):
+            got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise RNNError(f"run {name} is {got}, expected a writeable C-ordered float64 array {want[name]}")
+    steps = run.pos // c.seq_length if c.order == "sequential" else run.pos
+    if not (_is_int(run.pos) and 0 <= run.pos and steps < run.updates_per_epoch):
+        raise RNNError(f"run position {run.pos} is outside an epoch of {run.updates_per_epoch} updates")

@@ -426,6 +426,14 @@ def _train_small(tmp_path, **kw):
                     progress=False)
 
 
+def _resume_altered(change):
+    """train() on a run whose arrays a notebook changed in memory after it was made."""
+    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+    run = rc.new_run(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numba"))
+    change(run)
+    return rc.train(corpus, run=run, progress=False)
+
+
 LIBRARY = [
     ("Config seed -1", lambda t: rc.Config(seed=-1), "seed must be in"),
     ("Config eval_every -5", lambda t: rc.Config(eval_every=-5, holdout=0.1), "eval_every must be in"),
@@ -448,6 +456,14 @@ LIBRARY = [
     ("load_checkpoint a FIFO", lambda t: (os.mkfifo(t / "f.npz"), rc.load_checkpoint(t / "f.npz")),
      "not a regular file"),
     ("load_checkpoint /dev/zero", lambda t: rc.load_checkpoint("/dev/zero"), "not a regular file"),
+    ("train a run with W (2, 2)", lambda t: _resume_altered(lambda r: r.params.update(W=np.zeros((2, 2)))),
+     "params/W"),
+    ("train a run with float32 U", lambda t: _resume_altered(
+        lambda r: r.params.update(U=r.params["U"].astype(np.float32))), "params/U"),
+    ("train a run with a transposed (F-ordered) V", lambda t: _resume_altered(
+        lambda r: r.params.update(V=np.asfortranarray(r.params["V"]))), "params/V"),
+    ("train a run with hprev (9,)", lambda t: _resume_altered(lambda r: setattr(r, "hprev", np.zeros(9))), "hprev"),
+    ("train a run with pos 10**9", lambda t: _resume_altered(lambda r: setattr(r, "pos", 10**9)), "position"),
 ]
 
 
