@@ -29,9 +29,10 @@ from conftest import TEXT
 from test_fuzz import arrays_of, with_meta, write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
-# A refusal comes before any training: python's start and the imports take about 1 s here; 8 s leaves
-# room for 2 busy cores shared with other processes, and is far below the LONG training the
-# path cases ask for (>= 30 s with the numpy form), so a case that trained first would fail.
+# A refusal comes before any training: python's start and the CLI's imports take about 0.3 s here
+# (the slowest case about 1-2 s with 3 at a time on 2 busy cores); 8 s leaves room for a loaded
+# machine and is far below the LONG training the path cases ask for (~40 s with the numpy form),
+# so a case that trained first would fail.
 REFUSE_SECONDS = 8.0
 TINY = ["--m", "8", "--seq-length", "10", "--no-progress"]
 LONG = ["--max-updates", "100000", "--epochs", "1000000", "--backend", "numpy"]  # ~40 s if it ever ran
@@ -265,7 +266,9 @@ def results(base, tmp_path_factory):
         out = {cid: (jobs[cid][0], *f.result(), jobs[cid][3]) for cid, f in futures.items()}
     for fh in _HELD_LOCKS:
         fh.close()
-    print(f"\n{len(CASES)} hostile cases and {len(GOOD)} fault cases in {time.perf_counter() - t0:.1f} s")
+    slowest = max((r[2], cid) for cid, r in out.items())
+    print(f"\n{len(CASES)} hostile cases and {len(GOOD)} fault cases in {time.perf_counter() - t0:.1f} s; "
+          f"slowest {slowest[1]!r} {slowest[0]:.1f} s")
     return out
 
 
