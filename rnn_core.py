@@ -18,11 +18,11 @@ from charrnn.analysis import (activations, distinct_word_ratio, pick_units, plot
                               plot_top_candidates, text_features, top_candidates)
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
                           corpus_from_text, load_corpus, open_corpus)
-from charrnn.model import (PARAM_NAMES, evaluate_loss, gradcheck, gradcheck_on_text, loss_and_grads_batch,
-                           rnn_backward_batch, rnn_forward_batch, hidden_states, init_params, loss_and_grads,
-                           loss_and_grads_steps, numerical_grads, relative_error, rnn_backward,
-                           rnn_backward_steps, rnn_forward, rnn_forward_steps, sample_text, sampling_probs,
-                           softmax, step_backward, step_forward, synthesize)
+from charrnn.gradcheck import gradcheck, gradcheck_on_text, numerical_grads, relative_error
+from charrnn.model import (PARAM_NAMES, evaluate_loss, init_params, loss_and_grads, loss_and_grads_batch,
+                           loss_and_grads_steps, rnn_backward, rnn_backward_batch, rnn_backward_steps, rnn_forward,
+                           rnn_forward_batch, rnn_forward_steps, softmax, step_backward, step_forward, hidden_states)
+from charrnn.sampling import SamplingError, sample_text, sampling_probs, synthesize
 from charrnn.plots import (BITS, describe_vocab, gradcheck_table, known_word_fraction, markdown_table,
                            plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
                            save_figure, wrap_text)

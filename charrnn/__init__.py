@@ -1,7 +1,9 @@
 """charrnn: the implementation behind `rnn_core` (import that module; this package holds its parts).
 
     data   corpus loading, the sorted vocabulary, the default public-domain corpus
-    model  parameters, forward/backward (textbook and vectorised), gradient check, sampler
+    model  parameters, forward/backward in three forms (textbook, vectorised, mini-batch), held-out loss
+    gradcheck  BPTT against centred finite differences
+    sampling   temperature and top-p sampling, priming, streaming
     optim  AdaGrad and Adam with explicit state, gradient clipping
     kernel the fused numba training kernel
     ngram  the interpolated Kneser-Ney n-gram baseline

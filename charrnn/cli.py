@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
-from .model import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, TEMPERATURE_RANGE, gradcheck_on_text, sample_chars
+from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, gradcheck_on_text
+from .sampling import TEMPERATURE_RANGE, sample_chars
 from .checkpoint import checkpoint_lock, load_checkpoint
 from .config import Config, check_memory, check_resume_config
 from .run import check_corpus, new_run

@@ -1,4 +1,4 @@
-"""The vanilla RNN: parameters, forward pass and backpropagation through time, gradient check, sampler.
+"""The vanilla RNN: parameters, and its forward pass and backpropagation through time in three forms.
 
 Dimension letters, used in every docstring and shape comment of the package:
     T  steps in a sequence (seq_length)        K  characters in the vocabulary
@@ -9,7 +9,9 @@ Model (one sequence, x_t and y_t are character indices, one-hot in the maths onl
     o_t = V h_t + c                 p_t = softmax(o_t)       loss = sum_t -log p_t[y_t]
 Parameters and gradients are dicts with the same keys: U (m,K), W (m,m), V (K,m), b (m,), c (K,).
 
-Two implementations of the same forward/backward pair are kept:
+The gradient check is in gradcheck.py, the sampler in sampling.py.
+
+Three implementations of the same forward/backward pair are kept (the fused kernel is a fourth):
 - the *textbook* form (`step_forward`/`step_backward`, `loss_and_grads_steps`) takes one step at a
   time with one-hot vectors and outer products, exactly as the equations read;
 - the *vectorised* form (`rnn_forward`/`rnn_backward`, `loss_and_grads`) loops over time only for
@@ -18,11 +20,8 @@ Two implementations of the same forward/backward pair are kept:
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from .data import RNNError
 
 PARAM_NAMES = ("U", "W", "V", "b", "c")
 
@@ -209,6 +208,16 @@ def loss_and_grads_batch(params: dict, inputs, targets, hprev: np.ndarray):
     return float(loss) / B, grads, cache[2][-1].copy()
 
 
+def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
+    """Run the recurrence over `indices` from h0; returns every hidden state, shape (len+1, m)."""
+    U, W, b = params["U"], params["W"], params["b"]
+    H = np.empty((len(indices) + 1, W.shape[0]))  # (n+1,m)
+    H[0] = h0
+    for t, x in enumerate(indices):
+        H[t + 1] = np.tanh(W @ H[t] + U[:, x] + b)
+    return H
+
+
 def evaluate_loss(params: dict, data: np.ndarray, chunk: int = 4096) -> float:
     """Mean loss in nats per character of predicting data[1:] from data[:-1], one pass with the
     hidden state carried from h = 0 (no truncation). Forward only; the outputs go in chunks.
@@ -225,185 +234,3 @@ def evaluate_loss(params: dict, data: np.ndarray, chunk: int = 4096) -> float:
         logz = np.log(np.exp(o).sum(axis=1))
         total += (logz - o[np.arange(len(o)), data[1 + s:1 + s + len(o)]]).sum()
     return total / (len(data) - 1)
-
-
-# ----------------------------------------------------------------------------- gradient check
-def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
-    """Centred differences (f(theta+h) - f(theta-h)) / 2h of `loss_fn(params)`.
-
-    `entries` maps a name to flat indices to check (default: every entry); the others stay NaN.
-    `params` is perturbed in place and restored exactly.
-    """
-    num = {}
-    for name, theta in params.items():
-        g = np.full(theta.shape, np.nan)  # same shape as the parameter
-        flat, gflat = theta.reshape(-1), g.reshape(-1)
-        idx = range(flat.size) if entries is None else entries[name]
-        for i in idx:
-            old = flat[i]
-            flat[i] = old + h
-            f_plus = loss_fn(params)
-            flat[i] = old - h
-            f_minus = loss_fn(params)
-            flat[i] = old
-            gflat[i] = (f_plus - f_minus) / (2 * h)
-        num[name] = g
-    return num
-
-
-def relative_error(ga: np.ndarray, gn: np.ndarray, floor: float = 1e-6) -> np.ndarray:
-    """|ga - gn| / max(floor, |ga| + |gn|) entry by entry."""
-    return np.abs(ga - gn) / np.maximum(floor, np.abs(ga) + np.abs(gn))
-
-
-def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor: float = 1e-6,
-              n_spot: int | None = None, rng: np.random.Generator | None = None,
-              grad_fn=None) -> dict:
-    """Compare analytic gradients with centred differences.
-
-    Checks every entry, or `n_spot` entries per parameter drawn from `rng`. `grad_fn(params)` returns
-    (loss, grads); by default the vectorised `loss_and_grads` on (inputs, targets, hprev).
-    Returns {name: {"max_rel": float, "max_abs": float, "checked": int}}.
-    """
-    m = params["W"].shape[0]
-    hprev = np.zeros(m) if hprev is None else hprev
-    if grad_fn is None:
-        def grad_fn(p):
-            return loss_and_grads(p, inputs, targets, hprev)[:2]
-    loss_fn = lambda p: grad_fn(p)[0]  # noqa: E731
-    _, analytic = grad_fn(params)
-    entries = None
-    if n_spot is not None:
-        rng = rng if rng is not None else np.random.default_rng(0)
-        entries = {k: rng.choice(v.size, size=min(n_spot, v.size), replace=False)
-                   for k, v in params.items()}
-    numeric = numerical_grads(loss_fn, params, h=h, entries=entries)
-    table = {}
-    for name in params:
-        mask = ~np.isnan(numeric[name])
-        ga, gn = analytic[name][mask], numeric[name][mask]
-        table[name] = {
-            "max_rel": float(relative_error(ga, gn, floor).max()),
-            "max_abs": float(np.abs(ga - gn).max()),
-            "checked": int(mask.sum()),
-        }
-    return table
-
-
-# Bounds of the gradient check: weights whose tanh does not saturate everywhere, a step whose
-# centred difference is neither rounding nor curvature, and at most ~1e11 multiply-adds of forward
-# passes (about a minute), so that a large m asks for --spot instead of running for hours.
-GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_WORK = 10.0, (1e-10, 0.1), 1e11
-
-
-def check_gradcheck(K: int, m: int, T: int, sig: float, h: float, n_spot: int | None, seed: int) -> None:
-    """Refuse gradient-check settings out of range, before anything is allocated."""
-    if not (isinstance(seed, int) and 0 <= seed) or m < 1 or T < 1 or (n_spot is not None and n_spot < 1):
-        raise RNNError(f"m, T and n_spot must be >= 1 and seed >= 0, got m={m}, T={T}, n_spot={n_spot}, seed={seed}")
-    if not 0 < sig <= GRADCHECK_SIG_MAX:
-        raise RNNError(f"sig must be in (0, {GRADCHECK_SIG_MAX:g}], got {sig}")
-    if not GRADCHECK_STEP_RANGE[0] <= h <= GRADCHECK_STEP_RANGE[1]:
-        raise RNNError(f"the step h must be in [{GRADCHECK_STEP_RANGE[0]:g}, {GRADCHECK_STEP_RANGE[1]:g}], got {h}")
-    sizes = (m * K, m * m, K * m, m, K)
-    checked = sum(sizes) if n_spot is None else sum(min(n_spot, s) for s in sizes)
-    if 2 * checked * T * (m * m + 2 * m * K) > GRADCHECK_WORK:
-        raise RNNError(f"checking {checked:,} entries at m={m}, T={T} would take too long: check fewer "
-                       f"(--spot) or a smaller m")
-
-
-def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float = 0.01, h: float = 1e-4,
-                      floor: float = 1e-6, n_spot: int | None = None, seed: int = 0) -> dict:
-    """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0, float64.
-
-    U, W, V and (unlike at initialisation) b and c are drawn N(0, sig^2) from `seed`, so that every
-    gradient entry is exercised. Returns the table of `gradcheck`.
-    """
-    check_gradcheck(K, m, T, sig, h, n_spot, seed)
-    rng = np.random.default_rng(seed)
-    params = init_params(K, m, rng, sig)
-    params["b"] = rng.standard_normal(m) * sig
-    params["c"] = rng.standard_normal(K) * sig
-    return gradcheck(params, data[:T], data[1:T + 1], np.zeros(m), h=h, floor=floor, n_spot=n_spot, rng=rng)
-
-
-# ----------------------------------------------------------------------------- sampling
-def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
-    """Run the recurrence over `indices` from h0; returns every hidden state, shape (len+1, m)."""
-    U, W, b = params["U"], params["W"], params["b"]
-    H = np.empty((len(indices) + 1, W.shape[0]))  # (n+1,m)
-    H[0] = h0
-    for t, x in enumerate(indices):
-        H[t + 1] = np.tanh(W @ H[t] + U[:, x] + b)
-    return H
-
-
-# Bounds that keep sampling finite: o / temperature stays far from overflow for any sane logits.
-TEMPERATURE_RANGE = (1e-3, 1e3)
-
-
-class SamplingError(RNNError, ValueError):
-    """Sampling settings out of range, or a network whose outputs are not finite."""
-
-
-def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
-    """Next-character distribution from logits o (K,): softmax(o / temperature), then the nucleus.
-
-    The nucleus is the smallest set of most probable characters whose total reaches top_p; the
-    others get probability zero and the rest is renormalised. temperature=1, top_p=1: plain softmax.
-    """
-    if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
-        raise SamplingError(f"temperature must be in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}], "
-                            f"got {temperature}")
-    if not 0 < top_p <= 1:
-        raise SamplingError(f"top_p must be in (0, 1], got {top_p}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        z = o / temperature  # (K,)
-    if not np.isfinite(z).all():
-        raise SamplingError("the network's outputs are not finite: its parameters are too large or not finite")
-    p = softmax(z)  # finite logits: the shift by the maximum keeps every term in [0, 1]
-    if top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        cum = np.cumsum(p[order])
-        keep = int(np.searchsorted(cum, top_p)) + 1  # first position where the total reaches top_p
-        q = np.zeros_like(p)
-        q[order[:keep]] = p[order[:keep]]
-        p = q / q.sum()
-    return p
-
-
-def sample_text(params: dict, vocab, n: int, rng: np.random.Generator, prime: str = "\n",
-                temperature: float = 1.0, top_p: float = 1.0) -> str:
-    """n characters that continue `prime`: the hidden state is warmed on all of prime but its last
-    character (from h = 0), which is then the first input. Returns the sampled characters only."""
-    return "".join(itertools.islice(sample_chars(params, vocab, rng, prime, temperature, top_p), n))
-
-
-def sample_chars(params: dict, vocab, rng: np.random.Generator, prime: str = "\n",
-                 temperature: float = 1.0, top_p: float = 1.0):
-    """The characters of `sample_text`, one at a time and without end (for streaming output)."""
-    idx = vocab.encode(prime or "\n")
-    h = hidden_states(params, np.zeros(params["W"].shape[0]), idx[:-1])[-1]
-    return (vocab.chars[x] for x in generate(params, h, idx[-1], rng, temperature, top_p))
-
-
-def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Generator,
-               temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
-    """Sample n character indices (int64, (n,)), starting from hidden state h0 and input x0.
-
-    Each step draws one uniform number u from rng and takes the first index whose cumulative
-    probability exceeds u (inverse-CDF sampling). x0 itself is not part of the output.
-    """
-    return np.fromiter(generate(params, h0, x0, rng, temperature, top_p), dtype=np.int64, count=n)  # (n,)
-
-
-def generate(params: dict, h0: np.ndarray, x0: int, rng: np.random.Generator,
-             temperature: float = 1.0, top_p: float = 1.0):
-    """The indices of `synthesize`, one at a time and without end, in bounded memory."""
-    U, W, V, b, c = (params[k] for k in PARAM_NAMES)
-    h, x = np.array(h0, dtype=float), int(x0)
-    while True:
-        h = np.tanh(W @ h + U[:, x] + b)
-        p = sampling_probs(V @ h + c, temperature, top_p)
-        cdf = np.cumsum(p)
-        x = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))  # never a p = 0 entry
-        yield x

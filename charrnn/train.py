@@ -13,7 +13,8 @@ import numpy as np
 from .checkpoint import checkpoint_lock, lock_held, save_checkpoint
 from .config import Config, check_resume_config
 from .data import Corpus, RNNError
-from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps, synthesize
+from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
+from .sampling import synthesize
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, new_run, zero_state
 from .schedule import epoch_plan, split_data, stream_length

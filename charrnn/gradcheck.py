@@ -1,0 +1,105 @@
+"""The gradient check: BPTT's gradients against centred finite differences, entry by entry."""
+from __future__ import annotations
+
+import numpy as np
+
+from .data import RNNError
+from .model import init_params, loss_and_grads
+
+
+def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
+    """Centred differences (f(theta+h) - f(theta-h)) / 2h of `loss_fn(params)`.
+
+    `entries` maps a name to flat indices to check (default: every entry); the others stay NaN.
+    `params` is perturbed in place and restored exactly.
+    """
+    num = {}
+    for name, theta in params.items():
+        g = np.full(theta.shape, np.nan)  # same shape as the parameter
+        flat, gflat = theta.reshape(-1), g.reshape(-1)
+        idx = range(flat.size) if entries is None else entries[name]
+        for i in idx:
+            old = flat[i]
+            flat[i] = old + h
+            f_plus = loss_fn(params)
+            flat[i] = old - h
+            f_minus = loss_fn(params)
+            flat[i] = old
+            gflat[i] = (f_plus - f_minus) / (2 * h)
+        num[name] = g
+    return num
+
+
+def relative_error(ga: np.ndarray, gn: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """|ga - gn| / max(floor, |ga| + |gn|) entry by entry."""
+    return np.abs(ga - gn) / np.maximum(floor, np.abs(ga) + np.abs(gn))
+
+
+def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor: float = 1e-6,
+              n_spot: int | None = None, rng: np.random.Generator | None = None,
+              grad_fn=None) -> dict:
+    """Compare analytic gradients with centred differences.
+
+    Checks every entry, or `n_spot` entries per parameter drawn from `rng`. `grad_fn(params)` returns
+    (loss, grads); by default the vectorised `loss_and_grads` on (inputs, targets, hprev).
+    Returns {name: {"max_rel": float, "max_abs": float, "checked": int}}.
+    """
+    m = params["W"].shape[0]
+    hprev = np.zeros(m) if hprev is None else hprev
+    if grad_fn is None:
+        def grad_fn(p):
+            return loss_and_grads(p, inputs, targets, hprev)[:2]
+    loss_fn = lambda p: grad_fn(p)[0]  # noqa: E731
+    _, analytic = grad_fn(params)
+    entries = None
+    if n_spot is not None:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        entries = {k: rng.choice(v.size, size=min(n_spot, v.size), replace=False)
+                   for k, v in params.items()}
+    numeric = numerical_grads(loss_fn, params, h=h, entries=entries)
+    table = {}
+    for name in params:
+        mask = ~np.isnan(numeric[name])
+        ga, gn = analytic[name][mask], numeric[name][mask]
+        table[name] = {
+            "max_rel": float(relative_error(ga, gn, floor).max()),
+            "max_abs": float(np.abs(ga - gn).max()),
+            "checked": int(mask.sum()),
+        }
+    return table
+
+
+# Bounds of the gradient check: weights whose tanh does not saturate everywhere, a step whose
+# centred difference is neither rounding nor curvature, and at most ~1e11 multiply-adds of forward
+# passes (about a minute), so that a large m asks for --spot instead of running for hours.
+GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_WORK = 10.0, (1e-10, 0.1), 1e11
+
+
+def check_gradcheck(K: int, m: int, T: int, sig: float, h: float, n_spot: int | None, seed: int) -> None:
+    """Refuse gradient-check settings out of range, before anything is allocated."""
+    if not (isinstance(seed, int) and 0 <= seed) or m < 1 or T < 1 or (n_spot is not None and n_spot < 1):
+        raise RNNError(f"m, T and n_spot must be >= 1 and seed >= 0, got m={m}, T={T}, n_spot={n_spot}, seed={seed}")
+    if not 0 < sig <= GRADCHECK_SIG_MAX:
+        raise RNNError(f"sig must be in (0, {GRADCHECK_SIG_MAX:g}], got {sig}")
+    if not GRADCHECK_STEP_RANGE[0] <= h <= GRADCHECK_STEP_RANGE[1]:
+        raise RNNError(f"the step h must be in [{GRADCHECK_STEP_RANGE[0]:g}, {GRADCHECK_STEP_RANGE[1]:g}], got {h}")
+    sizes = (m * K, m * m, K * m, m, K)
+    checked = sum(sizes) if n_spot is None else sum(min(n_spot, s) for s in sizes)
+    if 2 * checked * T * (m * m + 2 * m * K) > GRADCHECK_WORK:
+        raise RNNError(f"checking {checked:,} entries at m={m}, T={T} would take too long: check fewer "
+                       f"(--spot) or a smaller m")
+
+
+def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float = 0.01, h: float = 1e-4,
+                      floor: float = 1e-6, n_spot: int | None = None, seed: int = 0) -> dict:
+    """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0, float64.
+
+    U, W, V and (unlike at initialisation) b and c are drawn N(0, sig^2) from `seed`, so that every
+    gradient entry is exercised. Returns the table of `gradcheck`.
+    """
+    check_gradcheck(K, m, T, sig, h, n_spot, seed)
+    rng = np.random.default_rng(seed)
+    params = init_params(K, m, rng, sig)
+    params["b"] = rng.standard_normal(m) * sig
+    params["c"] = rng.standard_normal(K) * sig
+    return gradcheck(params, data[:T], data[1:T + 1], np.zeros(m), h=h, floor=floor, n_spot=n_spot, rng=rng)
