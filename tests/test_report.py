@@ -40,7 +40,7 @@ def test_notebook_is_committed_without_outputs():
 
 # Words that belong to the notebook, not to a PDF whose code is hidden.
 MECHANICS = ["next cell", "this cell", "the cell", "RNN_", "environment variable", "make report", "make bench",
-             "runs/", "Traceback", "parameters cell"]
+             "runs/", "Traceback", "parameters cell", "eta="]
 PDF_TOOLS = ("pandoc", "xelatex", "latex", "pdflatex")
 
 
@@ -185,6 +185,11 @@ def test_quick_report_pdf_reads_like_a_paper(rendered):
     text = "\n".join(pages)
     flat = re.sub(r"\s+", " ", text)
     nb = nbformat.read(rendered / "executed.ipynb", 4)
+    for cell in nb.cells:  # what goes to the PDF: no console lines, no image without its caption
+        if cell.cell_type == "code" and "html-only" not in cell.metadata.get("tags", []):
+            for out in cell.outputs:
+                assert out.output_type != "stream" or out.name != "stdout", (cell.id, out.text[:200])
+                assert "image/png" not in out.get("data", {}) or "report" in out.metadata, cell.id
     items = render.numbered_items(nb)
     assert sum(m["kind"] == "figure" for m in items.values()) >= 3
     for kind, name in (("figure", "Figure"), ("table", "Table"), ("passage", "Passage")):
