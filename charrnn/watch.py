@@ -75,7 +75,7 @@ def status_line(state: dict, elapsed: float, done0: dict, watched: float) -> str
     if not now:
         return None
     finished = sum(1 for d, t, tr, _ in state.values() if t and d >= t and not tr)
-    parts = [f"[{label}] {100 * d / t:.0f}%" if t else f"[{label}]" for d, t, _, label in now]
+    parts = [f"[{label}] {100 * d / t:.0f}% of {t:,} updates" if t else f"[{label}]" for d, t, _, label in now]
     line = f"report: {finished} of {len(state)} runs trained; training {', '.join(parts)}"
     # time left: the updates still to do at the rate of updates done since the watcher first looked
     todo = sum(max(0, t - d) for d, t, _, _ in state.values() if t)

@@ -22,7 +22,7 @@ def test_status_of_the_runs_being_trained(corpus, tmp_path):
     state = watch.snapshot(tmp_path, start, known)
     assert len(state) == 2
     line = watch.status_line(state, 40.0, {p: 0 for p in state}, 40.0)
-    assert "1 of 2 runs trained" in line and "[m=8 seed=2] 0%" in line
+    assert "1 of 2 runs trained" in line and "[m=8 seed=2] 0% of 60 updates" in line
     assert "need about" in line  # 60 updates to go at 30 per 40 s
     lock.unlink()  # nothing trains: nothing to say
     assert watch.status_line(watch.snapshot(tmp_path, start, known), 50.0, {}, 50.0) is None
