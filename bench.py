@@ -29,21 +29,36 @@ import numpy as np  # noqa: E402
 import rnn_core as rc  # noqa: E402
 
 M, T = 100, 25
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+_CLOCK = ["wall"]
+
+
+def clock() -> float:
+    """Seconds by the clock chosen with --clock: wall time, or the CPU time of this thread (on a
+    machine shared with other work, what one core does while it runs this form)."""
+    return CLOCKS[_CLOCK[0]]()
 
 
 # ----------------------------------------------------------------------------- the forms timed
-def numpy_form(threads=None, **changes):
-    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds.
-    `threads`: numba's threads for the mini-batch kernel (None: numba's default, every core)."""
-    def run(corpus, updates):
-        if threads is not None:
-            import numba
+def numba_threads(n):
+    """Use n of numba's threads (the mini-batch kernel's tasks run on them); no-op without numba."""
+    try:
+        import numba
 
-            numba.set_num_threads(threads)
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+
+
+def numpy_form(threads=1, **changes):
+    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds.
+    `threads`: numba's threads for the mini-batch kernel."""
+    def run(corpus, updates):
+        numba_threads(threads)
         cfg = rc.Config(m=M, seq_length=T, sample_every=0, max_updates=updates, epochs=10**6, **changes)
-        t0 = time.perf_counter()
+        t0 = clock()
         r = rc.train(corpus, cfg, progress=False)
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         assert r.update == updates
         return dt
     return run
@@ -69,7 +84,7 @@ def torch_form(B):
         eye = torch.eye(K, dtype=torch.float64)
         h = torch.zeros(1, B, M, dtype=torch.float64)
         e = 0
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(updates):
             if e + T + 1 > R:
                 e, h = 0, torch.zeros(1, B, M, dtype=torch.float64)
@@ -81,7 +96,7 @@ def torch_form(B):
             torch.nn.utils.clip_grad_value_(params, 5.0)
             opt.step()
             h, e = h_last.detach(), e + T
-        return time.perf_counter() - t0
+        return clock() - t0
     return run
 
 
@@ -93,8 +108,8 @@ def forms(with_torch):
         ("mini-batch numpy, B = 8", 8, numpy_form(batch_size=8, backend="numpy"), 1.0),
         ("mini-batch numpy, B = 32", 32, numpy_form(batch_size=32, backend="numpy"), 0.5),
         ("mini-batch numpy, B = 128", 128, numpy_form(batch_size=128, backend="numpy"), 0.2),
-        ("mini-batch kernel, B = 8", 8, numpy_form(1, batch_size=8, backend="numba"), 2.0),
-        ("mini-batch kernel, B = 32", 32, numpy_form(1, batch_size=32, backend="numba"), 1.0),
+        ("mini-batch kernel, B = 8", 8, numpy_form(batch_size=8, backend="numba"), 2.0),
+        ("mini-batch kernel, B = 32", 32, numpy_form(batch_size=32, backend="numba"), 1.0),
         ("mini-batch kernel, B = 32, 2 thr", 32, numpy_form(2, batch_size=32, backend="numba"), 1.0),
         ("mini-batch kernel, B = 128, 2 thr", 128, numpy_form(2, batch_size=128, backend="numba"), 0.3),
     ]
@@ -121,14 +136,15 @@ def matmul_gflops(n=1500, repeats=3):
     a @ b
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         a @ b
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n ** 3 / best / 1e9
 
 
 # ----------------------------------------------------------------------------- quality
 def quality(corpus, budget, seeds):
+    numba_threads(1)
     train, held = corpus.split(0.05)
     modes = [  # label, config changes, seeds
         ("per-step textbook numpy, B = 1, eta 0.1", dict(backend="steps"), seeds[:1]),
@@ -156,6 +172,9 @@ def main():
     ap.add_argument("--budget", type=float, default=120.0, help="seconds per mode in the quality table (0: skip it)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="seeds of the quality table (default: 1 2)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    ap.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                    help="wall time, or the CPU time of the timing thread (for a shared machine; the "
+                         "rows with 2 threads are then left out) (default: %(default)s)")
     ap.add_argument("--out", default="runs/bench.json", help="JSON results (default: %(default)s)")
     a = ap.parse_args()
     corpus = rc.open_corpus()
@@ -166,19 +185,26 @@ def main():
         torch_version = torch.__version__
     except ImportError:
         with_torch, torch_version = False, None
-    table = forms(with_torch)
+    _CLOCK[0] = a.clock
+    table = [row for row in forms(with_torch) if a.clock == "wall" or "2 thr" not in row[0]]
     for _, _, fn, _ in table:  # warm-up (compilation, caches), not timed
         fn(corpus, 20)
     seconds = {name: [] for name, *_ in table}
-    for _ in range(a.rounds):
+    peaks, load0 = [], os.getloadavg()[0]
+    for _ in range(a.rounds):  # the matrix-product peak takes its turn in every round too
+        peaks.append(matmul_gflops())
         for name, B, fn, scale in table:
             n = max(10, int(a.updates * scale))
             seconds[name].append((n, fn(corpus, n)))
-    gflops = matmul_gflops()
+    gflops = statistics.median(peaks)
     print(f"default corpus: {len(corpus.data):,} characters, K = {K}; m = {M}, T = {T}, float64; "
-          f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds")
+          f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds; "
+          f"{'wall time' if a.clock == 'wall' else 'CPU time of the timing thread'}")
     print(f"numpy {np.__version__}" + (f", torch {torch_version}" if torch_version else ", torch not installed")
-          + f"; matrix product (1500 x 1500, 1 thread): {gflops:.1f} GFLOP/s")
+          + f"; matrix product (1500 x 1500, 1 thread): {gflops:.1f} GFLOP/s (rounds: "
+          + ", ".join(f"{g:.1f}" for g in peaks) + ")")
+    print(f"load average (1 min) of the machine: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+          f"({os.cpu_count()} CPUs; above 1 means other work shared the cores)")
     print(f"\n{'form':<36}{'updates/s':>11}{'chars/s':>12}{'vs per-step':>13}{'FLOP/char':>11}{'% of peak':>11}")
     rows, base = [], None
     for name, B, _, _ in table:
@@ -196,8 +222,9 @@ def main():
     print(f"first-render time budget (projection from the fused kernel's rate measured above, not a measured "
           f"run): the report's long run, 50 epochs = {long_updates:,} updates, {long_updates / kernel_ups / 60:.1f} "
           f"min; the 10-epoch run {long_updates / 5 / kernel_ups:.0f} s")
-    result = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-              "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "speed": rows}
+    result = {"clock": a.clock, "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+              "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "matmul_rounds": peaks,
+              "load_average": [load0, os.getloadavg()[0]], "speed": rows}
     if a.budget > 0:
         print(f"\nquality at equal wall time: {a.budget:.0f} s of training each, last 5% of the corpus held out")
         q = quality(corpus, a.budget, a.seeds)
