@@ -6,8 +6,9 @@ text and outputs as pandoc Markdown, pandoc's typst writer (pypandoc-binary) wit
 
 The code cells are left out of the PDF, and so are cells tagged "html-only" (text for notebook
 users) and "title" (the template prints the title block). The title, authors and course are set in
-one place, the notebook's metadata; the rendered HTML's title cell is written from it too. Figures, tables and passages shown with `charrnn.captions` become captioned
-figures, tables and framed passages; references to them ("[Figure](#fig-...)") are resolved first.
+one place, the notebook's metadata; the rendered HTML's title cell is written from it too.
+Figures, tables and passages shown with `charrnn.captions` become captioned figures, tables and
+framed passages; references to them ("[Figure](#fig-...)") are resolved first.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import nbformat
+
 TEMPLATE = Path(__file__).with_name("report_template.typ")
 TEXT_WIDTH_IN = 16.4 / 2.54  # the template's text width
 TEXT_HEIGHT_IN = (29.7 - 2.2 - 2.6) / 2.54 - 0.9  # the page's text height, less room for a caption
