@@ -50,7 +50,7 @@ def workspace(m, K, T):
     """The arrays `forward_backward` writes, allocated once per call of `run_updates`:
     H (T+1,m) hidden states, H[0] = hprev; P (T,K) probabilities, then G_o = P - onehot(Y);
     GA (T,m) g_a; GH (T,m) V^T g_o; z, q (n,) float and kbits (n,) int64 for exp and tanh,
-    n = max(T*K, m); touched (K,) bool, the columns of dU that are not zero."""
+    n = max(T*K, m); touched (K,) bool, the rows of dU^T that are not zero."""
     n = max(T * K, m)
     return (np.empty((T + 1, m)), np.empty((T, K)), np.empty((T, m)), np.empty((T, m)),
             np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(K, dtype=np.bool_))
@@ -58,21 +58,23 @@ def workspace(m, K, T):
 
 @njit(**_JIT)
 def forward_backward(params, inputs, targets, hprev, grads, work):
-    """Loss of one sequence; its gradients written into grads = (dU, dW, dV, db, dc).
+    """Loss of one sequence; its gradients written into grads = (dUT, dW, dV, db, dc).
 
-    params (U, W, V, b, c); inputs, targets int (T,); hprev (m,); work from `workspace`. dU is
-    zeroed only in the columns the previous call touched (the others are zero already).
+    params (UT, W, V, b, c), with UT (K,m) = U^T: row x of UT, column x of U, is contiguous, and
+    so is row x of dUT (K,m) = dU^T. inputs, targets int (T,); hprev (m,); work from `workspace`.
+    dUT is zeroed only in the rows the previous call touched (the others are zero already).
     """
-    U, W, V, b, c = params
-    dU, dW, dV, db, dc = grads
+    UT, W, V, b, c = params
+    dUT, dW, dV, db, dc = grads
     H, P, GA, GH, z, q, kbits, touched = work
     T, m, K = inputs.shape[0], W.shape[0], V.shape[0]
     H[0, :] = hprev
     for t in range(T):  # the recurrence: a_t = b + U x_t + W h_{t-1}, h_t = tanh(a_t)
         a = H[t + 1]
         x = inputs[t]
+        u = UT[x]
         for i in range(m):
-            a[i] = b[i] + U[i, x]
+            a[i] = b[i] + u[i]
         _matvec(a, W, H[t])
         _tanh(a, z, q, kbits)
     for t in range(T):  # O = H_{1..T} V^T + c, all steps at once
@@ -97,14 +99,14 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
     _column_sums(db, GA)
     for x in range(K):
         if touched[x]:
-            for i in range(m):
-                dU[i, x] = 0.0
+            dUT[x, :] = 0.0
     touched[:] = False
-    for t in range(T):  # column x_t of dU accumulates g_a_t
+    for t in range(T):  # row x_t of dU^T accumulates g_a_t
         x = inputs[t]
         touched[x] = True
+        d, g = dUT[x], GA[t]
         for i in range(m):
-            dU[i, x] += GA[t, i]
+            d[i] += g[i]
     return loss
 
 
@@ -145,20 +147,12 @@ def _adagrad(theta, grad, G, eta, eps, clip):
 
 
 @njit(**_JIT)
-def _adagrad_columns(U, dU, G, eta, eps, clip, touched):
-    """`_adagrad` for U, visiting only the columns of dU that are not zero (the others leave U
-    and G unchanged)."""
-    m, K = U.shape
-    fast = _fast_rsqrt_ok(eps, clip)
-    for x in range(K):
+def _adagrad_rows(UT, dUT, GT, eta, eps, clip, touched):
+    """`_adagrad` for U^T (K,m), row by row, visiting only the rows of dU^T that are not zero (the
+    others leave U and G unchanged)."""
+    for x in range(UT.shape[0]):
         if touched[x]:
-            for i in range(m):
-                g = min(max(dU[i, x], -clip), clip)
-                G[i, x] += g * g
-                if fast:
-                    U[i, x] -= eta * g * _rsqrt(G[i, x] + eps)
-                else:
-                    U[i, x] -= eta * g / np.sqrt(G[i, x] + eps)
+            _adagrad(UT[x], dUT[x], GT[x], eta, eps, clip)
 
 
 @njit(**_JIT)
@@ -174,7 +168,9 @@ def _adam(theta, grad, M, Vm, eta, beta1, beta2, eps, clip, c1, c2):
 
 @njit(**_JIT)
 def _step(params, grads, S, R, istate, hyper, adam, touched):
-    """The optimiser step on every parameter: AdaGrad (state S = G) or Adam (S, R the moments)."""
+    """The optimiser step on every parameter: AdaGrad (state S = G) or Adam (S, R the moments).
+    params, grads, S, R hold U, dU and their states transposed, (K,m), as `forward_backward` does;
+    touched (K,) marks the rows of dU^T that are not zero."""
     eta, eps, clip = hyper[H_ETA], hyper[H_EPS], hyper[H_CLIP]
     if adam:
         beta1, beta2 = hyper[H_BETA1], hyper[H_BETA2]
@@ -188,7 +184,7 @@ def _step(params, grads, S, R, istate, hyper, adam, touched):
         _adam(params[3], grads[3], S[3], R[3], eta, beta1, beta2, eps, clip, c1, c2)
         _adam(params[4], grads[4], S[4], R[4], eta, beta1, beta2, eps, clip, c1, c2)
         return
-    _adagrad_columns(params[0], grads[0], S[0], eta, eps, clip, touched)
+    _adagrad_rows(params[0], grads[0], S[0], eta, eps, clip, touched)
     _adagrad(params[1], grads[1], S[1], eta, eps, clip)
     _adagrad(params[2], grads[2], S[2], eta, eps, clip)
     _adagrad(params[3], grads[3], S[3], eta, eps, clip)
@@ -208,15 +204,31 @@ def run_updates(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
     named slots above. Order: with `starts` empty, sequential (I_POS is the character offset e);
     otherwise I_POS indexes the epoch's plan starts int64 / resets bool (n_plan,) and the call
     returns at the end of the epoch. Stops early with I_STATUS = NONFINITE (the update not
-    applied) if a loss is NaN or infinite.
+    applied) if a loss is NaN or infinite. U and its states are worked on transposed, (K,m), and
+    written back at the end (the same numbers: only the layout differs).
     """
     U, W, V, b, c = params
+    UT, ST = np.ascontiguousarray(U.T), np.ascontiguousarray(S[0].T)
+    RT = np.ascontiguousarray(R[0].T) if adam else ST
+    _loop((UT, W, V, b, c), (ST, S[1], S[2], S[3], S[4]), (RT, R[1], R[2], R[3], R[4]), best, data, hprev,
+          loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam, starts, resets)
+    U[:, :] = UT.T
+    S[0][:, :] = ST.T
+    if adam:
+        R[0][:, :] = RT.T
+
+
+@njit(**_JIT)
+def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper,
+          n_updates, T, adam, starts, resets):
+    """The loop of `run_updates`, on params (U^T, W, V, b, c) and states shaped alike."""
+    UT, W, V, b, c = params
     m, K, N = W.shape[0], V.shape[0], data.shape[0]
     planned = starts.shape[0] > 0
     decay = hyper[H_DECAY]
     work = workspace(m, K, T)
     touched = work[7]
-    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
     istate[I_STATUS] = OK
     for _ in range(n_updates):
         u, pos = istate[I_UPDATE], istate[I_POS]
@@ -236,7 +248,7 @@ def run_updates(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
         if smooth < fstate[F_BEST_SMOOTH]:
             fstate[F_BEST_SMOOTH] = smooth
             istate[I_BEST_UPDATE] = u
-            best[0][:, :] = U
+            best[0][:, :] = UT.T
             best[1][:, :] = W
             best[2][:, :] = V
             best[3][:] = b
@@ -351,7 +363,10 @@ def kernel_loss_and_grads(params: dict, inputs, targets, hprev):
     inputs = np.ascontiguousarray(inputs, dtype=np.int64)
     targets = np.ascontiguousarray(targets, dtype=np.int64)
     T = len(inputs)
-    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
     work = workspace(m, K, T)
-    loss = forward_backward(p, inputs, targets, np.asarray(hprev, dtype=np.float64), grads, work)
-    return float(loss), dict(zip(("U", "W", "V", "b", "c"), grads)), work[0][T].copy()
+    loss = forward_backward((np.ascontiguousarray(p[0].T),) + p[1:], inputs, targets,
+                            np.asarray(hprev, dtype=np.float64), grads, work)
+    g = dict(zip(("U", "W", "V", "b", "c"), grads))
+    g["U"] = np.ascontiguousarray(g["U"].T)  # dU (m,K)
+    return float(loss), g, work[0][T].copy()

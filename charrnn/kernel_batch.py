@@ -122,14 +122,14 @@ def batch_workspace(m, K, T, B):
 @njit(**_JIT_PAR)
 def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial):
     """Mean loss of the B sequences data[starts[s] : starts[s] + T] (targets one character on),
-    from hprev (B,m); their mean gradients into grads = (dU, dW, dV, db, dc); touched (K,) set
-    for the columns of dU that are not zero. The groups run in parallel; their partial sums are
-    added in group order. The last hidden states are in the work rows, read by `_last_hidden`."""
-    U, W, V, b, c = params
+    from hprev (B,m); their mean gradients into grads = (dUT, dW, dV, db, dc); touched (K,) set
+    for the rows of dUT that are not zero. params (UT, W, V, b, c), U and dU transposed (K,m) as
+    in `kernel.forward_backward`. The groups run in parallel; their partial sums are added in
+    group order. The last hidden states are in the work rows, read by `_last_hidden`."""
+    UT, W, V, b, c = params
     B, m, K = starts.shape[0], W.shape[0], V.shape[0]
     NG = (B + GROUP - 1) // GROUP
-    UT, WT, VT = np.empty((K, m)), np.empty((m, m)), np.empty((m, K))
-    _transpose(UT, U)
+    WT, VT = np.empty((m, m)), np.empty((m, K))
     _transpose(WT, W)
     _transpose(VT, V)
     dUTs, dWs, dVs, dbs, dcs, losses = partial
@@ -139,7 +139,7 @@ def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, p
             params, UT, WT, VT, data, starts[s0:s1], T, hprev[s0:s1],
             (dUTs[g], dWs[g], dVs[g], dbs[g], dcs[g]),
             (work[0][g], work[1][g], work[2][g], work[3][g], work[4][g], work[5][g], work[6][g], work[7][g]))
-    dU, dW, dV, db, dc = grads
+    dUT_mean, dW, dV, db, dc = grads
     loss = 0.0
     for g in range(NG):
         loss += losses[g]
@@ -156,7 +156,7 @@ def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, p
             touched[data[starts[s] + t]] = True
     for x in range(K):
         for i in range(m):
-            dU[i, x] = dUT[x, i] / B
+            dUT_mean[x, i] = dUT[x, i] / B
     return loss / B
 
 
@@ -189,12 +189,28 @@ def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, ist
                       n_updates, T, adam, R_stream):
     """Up to `n_updates` mini-batch updates in place (sequential order), with the semantics of
     `train.train` at batch_size B = hprev.shape[0]: stream s reads data[s (R_stream - 1) + e ...];
-    an epoch ends when e + T + 1 > R_stream. Arguments as `kernel.run_updates`; hprev (B,m)."""
+    an epoch ends when e + T + 1 > R_stream. Arguments as `kernel.run_updates`; hprev (B,m).
+    U and its states are worked on transposed, (K,m), as in `kernel.run_updates`."""
     U, W, V, b, c = params
+    UT, ST = np.ascontiguousarray(U.T), np.ascontiguousarray(S[0].T)
+    RT = np.ascontiguousarray(R[0].T) if adam else ST
+    _batch_loop((UT, W, V, b, c), (ST, S[1], S[2], S[3], S[4]), (RT, R[1], R[2], R[3], R[4]), best, data,
+                hprev, loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam, R_stream)
+    U[:, :] = UT.T
+    S[0][:, :] = ST.T
+    if adam:
+        R[0][:, :] = RT.T
+
+
+@njit(**_JIT)
+def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper,
+                n_updates, T, adam, R_stream):
+    """The loop of `run_batch_updates`, on params (U^T, W, V, b, c) and states shaped alike."""
+    UT, W, V, b, c = params
     B, m, K = hprev.shape[0], W.shape[0], V.shape[0]
     decay = hyper[H_DECAY]
     work, partial = batch_workspace(m, K, T, B)
-    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
     touched = np.zeros(K, dtype=np.bool_)
     starts = np.empty(B, dtype=np.int64)
     istate[I_STATUS] = OK
@@ -213,7 +229,7 @@ def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, ist
         if smooth < fstate[F_BEST_SMOOTH]:
             fstate[F_BEST_SMOOTH] = smooth
             istate[I_BEST_UPDATE] = u
-            best[0][:, :] = U
+            best[0][:, :] = UT.T
             best[1][:, :] = W
             best[2][:, :] = V
             best[3][:] = b
@@ -310,10 +326,13 @@ def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
     m, K = p[1].shape[0], p[2].shape[0]
     data = np.concatenate([inputs, targets[:, -1:]], axis=1).reshape(-1)  # B windows of T + 1
     starts = np.arange(B, dtype=np.int64) * (T + 1)
-    grads = (np.zeros((m, K)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
     work, partial = batch_workspace(m, K, T, B)
     h = np.ascontiguousarray(hprev, dtype=np.float64)
-    loss = batch_loss_and_grads(p, data, starts, T, h, grads, np.zeros(K, dtype=np.bool_), work, partial)
+    loss = batch_loss_and_grads((np.ascontiguousarray(p[0].T),) + p[1:], data, starts, T, h, grads,
+                                np.zeros(K, dtype=np.bool_), work, partial)
     h_last = np.empty((B, m))
     _last_hidden(h_last, work, T, m)
-    return float(loss), dict(zip(names, grads)), h_last
+    g = dict(zip(names, grads))
+    g["U"] = np.ascontiguousarray(g["U"].T)  # dU (m,K)
+    return float(loss), g, h_last
