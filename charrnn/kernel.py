@@ -75,7 +75,7 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
         u = UT[x]
         for i in range(m):
             a[i] = b[i] + u[i]
-        _matvec(a, W, H[t])
+        _matvec(a, W, H[t], t % 2 == 1)  # W read forwards and backwards in turn
         _tanh(a, z, q, kbits)
     for t in range(T):  # O = H_{1..T} V^T + c, all steps at once
         P[t, :] = c

@@ -250,16 +250,19 @@ def _gemm_nt(C, A, B):
             C[r + 1, n] += s1
             n += 1
     if M % 2:
-        _matvec(C[M - 1], B, A[M - 1])
+        _matvec(C[M - 1], B, A[M - 1], False)
 
 
 @njit(**_JIT_DOT)
-def _matvec(y, A, x):
+def _matvec(y, A, x, reverse):
     """y (M,) += A (M,J) x (J,): dot products of contiguous rows, four rows per pass (summed in
-    vector lanes, as in `_gemm_nt`)."""
+    vector lanes, as in `_gemm_nt`). `reverse` visits the blocks of rows last to first: called with
+    it alternately, a matrix larger than the L1 cache finds the rows it read last still there. Each
+    row's sum is the same either way (one loop body)."""
     M, J = A.shape
-    r = 0
-    while r + 4 <= M:
+    nblocks = M // 4
+    for bb in range(nblocks):
+        r = 4 * (nblocks - 1 - bb if reverse else bb)
         w0, w1, w2, w3 = A[r], A[r + 1], A[r + 2], A[r + 3]
         s0 = s1 = s2 = s3 = 0.0
         for j in range(J):
@@ -272,13 +275,11 @@ def _matvec(y, A, x):
         y[r + 1] += s1
         y[r + 2] += s2
         y[r + 3] += s3
-        r += 4
-    while r < M:
+    for r in range(4 * nblocks, M):
         s = 0.0
         for j in range(J):
             s += A[r, j] * x[j]
         y[r] += s
-        r += 1
 
 
 @njit(inline="always", **_JIT)
