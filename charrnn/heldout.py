@@ -9,7 +9,11 @@ last whole block, and every other block, are the training text, concatenated in 
 The split depends on (N, f) only: no seed, no setting of any run, so every run and the n-gram
 baseline are trained and scored on the same characters. Scoring restarts at every held-out block:
 the first character of a block is only read, each of the other L - 1 is predicted from the block's
-characters before it (the RNN from h = 0 at the block start, the n-gram with its context cut at it).
+characters before it (the n-gram with its context cut at the block start; the RNN from one start
+state for every block: the hidden state training carries at the time of the evaluation, which holds
+nothing of the block. From a zero state, met in training only at epoch starts, some trained networks
+fall into a degenerate regime for a whole block, tens of bits per character, on held-out and
+training text alike.)
 """
 from __future__ import annotations
 
@@ -60,13 +64,14 @@ def split_array(data: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarr
     return train, data[starts[:, None] + np.arange(L)]
 
 
-def block_log_probs(params: dict, blocks: np.ndarray) -> np.ndarray:
+def block_log_probs(params: dict, blocks: np.ndarray, h0=None) -> np.ndarray:
     """Natural log-probability the RNN gives each block's character j + 1 after reading its characters
-    0..j from h = 0: shape (n, L - 1) for blocks (n, L). All blocks are run side by side."""
+    0..j, every block from the same state h0 (m,) (default 0): shape (n, L - 1) for blocks (n, L).
+    All blocks are run side by side."""
     U, W, V, b, c = params["U"], params["W"], params["V"], params["b"], params["c"]
     n, L = blocks.shape
     H = np.empty((L - 1, n, W.shape[0]))  # (L-1,n,m): the state after reading character t of each block
-    h = np.zeros((n, W.shape[0]))
+    h = np.zeros((n, W.shape[0])) if h0 is None else np.tile(np.asarray(h0, dtype=float), (n, 1))
     for t in range(L - 1):
         h = H[t] = np.tanh(h @ W.T + U[:, blocks[:, t]].T + b)
     o = H.reshape(-1, W.shape[0]) @ V.T + c  # ((L-1)n,K)

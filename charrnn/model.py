@@ -218,14 +218,15 @@ def hidden_states(params: dict, h0: np.ndarray, indices) -> np.ndarray:
     return H
 
 
-def evaluate_loss(params: dict, data: np.ndarray, chunk: int = 4096) -> float:
+def evaluate_loss(params: dict, data: np.ndarray, chunk: int = 4096, h0=None) -> float:
     """Mean loss in nats per character of predicting data[1:] from data[:-1], one pass with the
     hidden state carried from h = 0 (no truncation). Forward only; the outputs go in chunks.
-    Held-out blocks (n, L) from `Corpus.split` are scored each from h = 0 (`heldout.block_log_probs`)."""
+    Held-out blocks (n, L) from `Corpus.split` are scored each from the state h0 (m,) (default 0;
+    training passes the state it carries: `heldout.block_log_probs`)."""
     if np.ndim(data) == 2:
         from .heldout import block_log_probs
 
-        return float(-block_log_probs(params, data).mean())
+        return float(-block_log_probs(params, data, h0).mean())
     H = hidden_states(params, np.zeros(params["W"].shape[0]), data[:-1])[1:]  # (N-1,m)
     total = 0.0
     for s in range(0, len(H), chunk):

@@ -209,7 +209,9 @@ def _evaluate_if_due(run: Run, held: np.ndarray, seconds: float) -> None:
     c = run.config
     if not c.eval_every or run.update % c.eval_every or (run.val_updates and run.val_updates[-1] == run.update):
         return
-    val = evaluate_loss(run.params, held)
+    # each held-out block starts from the state training carries (of the first stream): from a zero
+    # state, which training meets only at epoch starts, some networks fall into a degenerate regime
+    val = evaluate_loss(run.params, held, h0=run.hprev if run.hprev.ndim == 1 else run.hprev[0])
     run.val_seconds.append(seconds)
     run.val_updates.append(run.update)
     run.val_losses.append(val)

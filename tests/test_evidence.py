@@ -59,6 +59,14 @@ def test_block_scoring_restarts_at_each_block(corpus):
         # the two evaluators sum the same terms in another order: agreement to rounding (1e-12)
         assert -lp[r].mean() == pytest.approx(rc.evaluate_loss(params, held[r]), rel=1e-12)
     assert rc.evaluate_loss(params, held) == pytest.approx(-lp.mean(), rel=1e-15)
+    # from a given start state: each block as if the state had been reached before it
+    h0 = np.tanh(np.random.default_rng(1).standard_normal(8))
+    lp0 = heldout.block_log_probs(params, held, h0)
+    U, W, b = params["U"], params["W"], params["b"]
+    h = np.tanh(W @ h0 + U[:, held[2, 0]] + b)  # block 2 by hand: the first step from h0
+    o = params["V"] @ h + params["c"]
+    assert lp0[2, 0] == pytest.approx(o[held[2, 1]] - np.log(np.exp(o).sum()), rel=1e-12)
+    assert not np.allclose(lp0, lp)
 
 
 def test_ngram_block_scores_cut_the_context_at_block_starts(corpus):

@@ -109,7 +109,9 @@ def test_validation_is_evaluated_on_the_held_out_part_only(corpus, tmp_path):
     i = int(np.argmin(run.val_losses))
     assert run.best_val == run.val_losses[i] and run.best_val_update == run.val_updates[i]
     assert rc.evaluate_loss(run.params, held) != run.val_losses[-1]  # 194 updates, last evaluation at 192
-    assert rc.evaluate_loss(run.best_val_params, held) == run.best_val
+    # each evaluation reads the held-out blocks from the hidden state the run carries at that update
+    stop = rc.train(corpus, c.replace(max_updates=192), progress=False)
+    assert rc.evaluate_loss(stop.params, held, h0=stop.hprev) == stop.val_losses[-1] == run.val_losses[-1]
     ck = tmp_path / "v.npz"
     rc.train(corpus, c.replace(max_updates=50), checkpoint=ck, progress=False)
     assert rc.load_checkpoint(ck).val_updates == [0, 16, 32, 48]
