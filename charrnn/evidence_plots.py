@@ -9,7 +9,7 @@ import numpy as np
 from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
-def _axes(ax, size=(7, 3.6)):
+def _axes(ax, size=(6.2, 3.0)):
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -28,7 +28,7 @@ def _zoom(ax, values, above=0.6):
 def plot_heldout_curve(run, ax=None):
     """One run: smooth training loss and held-out loss in bits per character against updates, the
     evaluations averaged into its score marked."""
-    fig, ax = _axes(ax, (9, 3.6))
+    fig, ax = _axes(ax)
     s = run.smooth_losses / run.config.seq_length * BITS
     step = max(1, len(s) // 4000)
     ax.plot(np.arange(0, len(s), step), s[::step], lw=1, label="smooth training loss")
@@ -40,7 +40,7 @@ def plot_heldout_curve(run, ax=None):
     ax.set_xlabel("update")
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8.5)
     return fig
 
 
@@ -66,14 +66,14 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
                    "seconds": "training time (s, mean over the seeds)"}[x])
     ax.set_ylabel("held-out bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8.5)
     return fig
 
 
 def plot_sweeps(sweeps: dict, ax=None):
     """Score at each learning rate of each setting's sweep ({label: {rate: bits}}), log rate axis;
     a diverged rate is left out; the winner is ringed."""
-    fig, ax = _axes(ax, (9, 3.8))
+    fig, ax = _axes(ax)
     shown = []
     for i, (label, sweep) in enumerate(sweeps.items()):
         rates = np.array(sorted(sweep))
@@ -89,13 +89,13 @@ def plot_sweeps(sweeps: dict, ax=None):
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("held-out bits per character (seed 1)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7.5, ncol=2)
+    ax.legend(fontsize=8.5, ncol=2)
     return fig
 
 
 def plot_seed_scores(scores: dict, ax=None):
     """Every seed's score of every setting ({label: [bits per seed]}) as dots, the mean as a bar."""
-    fig, ax = _axes(ax, (9, 3.4))
+    fig, ax = _axes(ax)
     labels = list(scores)
     for i, label in enumerate(labels):
         s = np.asarray(scores[label], dtype=float)
@@ -103,19 +103,19 @@ def plot_seed_scores(scores: dict, ax=None):
         ax.plot(np.full(len(s), i), s, "o", color="C0", ms=5, alpha=0.8)
         ax.plot([i - 0.3, i + 0.3], [s.mean()] * 2, color="C3", lw=2)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, fontsize=8, rotation=15)
+    ax.set_xticklabels(labels, fontsize=8.5, rotation=30, ha="right")
     ax.set_ylabel("held-out bits per character")
     ax.grid(alpha=0.3, axis="y")
     ax.plot([], [], "o", color="C0", label="one seed")
     ax.plot([], [], color="C3", lw=2, label="mean")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8.5)
     return fig
 
 
 def plot_converged(run, lines: dict, ax=None):
     """The converged run's held-out curve against characters read, with horizontal reference
     lines ({label: bits}, e.g. the Kneser-Ney models on the same held-out text)."""
-    fig, ax = _axes(ax, (9, 3.6))
+    fig, ax = _axes(ax)
     u, bits = curve_bits(run)
     c = run.config
     xs = u * c.seq_length * c.batch_size
@@ -130,7 +130,7 @@ def plot_converged(run, lines: dict, ax=None):
     ax.set_xlabel("characters read")
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8.5)
     return fig
 
 
@@ -143,19 +143,19 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
     S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
     E = S.shape[0]
     epochs = epochs or sorted({e for e in (0, 1, E // 4, E // 2, E - 1) if e < E})
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.2, 3.0), gridspec_kw={"width_ratios": [2, 1]})
     x = (np.arange(S.shape[1]) + 0.5) * stretch
     for e in epochs:
         a.plot(x, S[e], lw=1, label=f"epoch {e + 1}")
-    a.set_xlabel(f"update within the epoch (stretches of {stretch:,} updates, the same text in every epoch)")
+    a.set_xlabel(f"update within the epoch\n(stretches of {stretch:,} updates)")
     a.set_ylabel("mean loss, bits per character")
     a.grid(alpha=0.3)
-    a.legend(fontsize=8)
+    a.legend(fontsize=8.5)
     offsets = lowest_smooth_offsets(run)
     b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3)
     b.set_ylim(0, run.updates_per_epoch)
     b.set_xlabel("epoch")
-    b.set_ylabel("update of the lowest smooth loss\nwithin the epoch")
+    b.set_ylabel("update of the lowest\nsmooth loss in the epoch")
     b.grid(alpha=0.3)
     fig.tight_layout()
     return fig
