@@ -39,16 +39,17 @@ SETTINGS = {
 _COST = {"Adam": 1.2, "B = 8": 0.8, "B = 32": 0.75, "m = 50": 0.35, "m = 200": 2.2}
 
 
-def plan(reference: Config, updates: int, seeds: int) -> dict:
-    """{setting: {"configs": [Config at each rate, first seed], "rates": (...), "seeds": [...]}}.
-    `reference`: the reference settings with holdout; `updates`: the budget of a batch-1 run."""
+def plan(reference: Config, updates: int, seeds: int, evals: int = EVALS_PER_RUN) -> dict:
+    """{setting: {"configs": [Config at each rate, first seed], "rates": (...), "seeds": [...], "evals": n}}.
+    `reference`: the reference settings with holdout; `updates`: the budget of a batch-1 run;
+    `evals`: held-out evaluations per run (after the one at update 0)."""
     out = {}
     for name, (change, rates) in SETTINGS.items():
         B = change.get("batch_size", 1)
         base = reference.replace(**change, max_updates=updates // B,
-                                 eval_every=max(1, updates // EVALS_PER_RUN // B))
+                                 eval_every=max(1, updates // evals // B))
         out[name] = {"configs": [base.replace(eta=r) for r in rates], "rates": rates,
-                     "seeds": list(range(reference.seed, reference.seed + seeds))}
+                     "seeds": list(range(reference.seed, reference.seed + seeds)), "evals": evals}
     return out
 
 
