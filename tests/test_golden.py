@@ -35,6 +35,7 @@ CASES = {
     "numba adam chunks": dict(backend="numba", optimizer="adam", eta=0.01, order="chunks", chunk_sequences=4),
     "numpy adam random": dict(backend="numpy", optimizer="adam", eta=0.01, order="random"),
     "numpy batch 4": dict(backend="numpy", batch_size=4, eta=0.05),
+    "numba batch 5": dict(backend="numba", batch_size=5, eta=0.05),  # the mini-batch kernel
 }
 
 
