@@ -85,6 +85,13 @@ def _typst_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "    ") + '"'
 
 
+def passage_columns(meta: dict) -> int:
+    """2 for a long passage of short lines (verse, dialogue), set in two columns to halve its
+    height; else 1. Short: 3 lines in 4 fit half the frame's width (44 characters) unwrapped."""
+    lengths = sorted(len(line) for _, text in meta["parts"] for line in text.split("\n"))
+    return 2 if len(lengths) > 40 and lengths[int(0.75 * (len(lengths) - 1))] <= 44 else 1
+
+
 def passage_typst(meta: dict) -> str:
     """A framed passage as a raw typst block (the template's `passage` function)."""
     parts = []
@@ -92,7 +99,8 @@ def passage_typst(meta: dict) -> str:
         lines = "".join(_typst_string(line) + ", " for line in text.split("\n"))
         parts.append(f"({_typst_string(heading) if heading else 'none'}, ({lines})),")
     caption = f"[#strong[{meta['name']}.] #{_typst_string(meta['caption'])}]"
-    return f"```{{=typst}}\n#passage({caption}, ({' '.join(parts)}))\n<{meta['label']}>\n```"
+    return (f"```{{=typst}}\n#passage({caption}, ({' '.join(parts)}), cols: {passage_columns(meta)})\n"
+            f"<{meta['label']}>\n```")
 
 
 def figure_size(meta: dict):
