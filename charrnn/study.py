@@ -22,7 +22,7 @@ from .train import TrainingDiverged
 ADAGRAD_RATES = (0.05, 0.1, 0.2)
 ADAM_RATES = (0.0005, 0.001, 0.002)
 EVALS_PER_RUN = 10  # held-out evaluations in a comparison run (plus the one at update 0)
-CONVERGE_CAP = 6  # the converged run stops at this many times the comparison budget at the latest
+CONVERGE_CAP = 12  # the converged run stops at this many times the comparison budget at the latest
 
 # name: (the change to the reference, its learning-rate grid); the first is the reference itself
 SETTINGS = {
