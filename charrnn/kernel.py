@@ -21,7 +21,7 @@ amplifies last-digit differences (after 5 updates at m = 100 the parameters diff
 1e-11; tested to 1e-9), and the trajectory is chaotic; the tests compare what is well defined
 (one gradient, the first updates).
 
-The kernel's state lives in two small arrays whose slots are named here, and only here: istate
+The kernel's state lives in two small arrays whose slots are named in `kernel_state.py`, and only there: istate
 (I_UPDATE, I_EPOCH, I_POS, I_BEST_UPDATE, I_STATUS, I_ADAM_T) and fstate (F_SMOOTH, F_BEST_SMOOTH);
 hyperparameters go in hyper (H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2). `advance` moves a
 `Run` forward and is the only caller of `run_updates` in the package.
@@ -36,17 +36,11 @@ import numpy as np
 
 from . import kernel_ops
 from .kernel_ops import _JIT, _axpy_rows, _column_sums, _gemm, _gemm_nt, _gemm_tn, _matvec, _softmax_loss, _tanh, njit
+from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_DECAY, H_EPS, H_ETA, I_ADAM_T,
+                           I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
+                           new_state, unmarshal)
 
 _ERROR = kernel_ops.ERROR  # why the kernel cannot run, or None
-
-# The slots of the state arrays, defined once. istate int64 (N_ISTATE,), fstate float64 (N_FSTATE,),
-# hyper float64 (N_HYPER,).
-I_UPDATE, I_EPOCH, I_POS, I_BEST_UPDATE, I_STATUS, I_ADAM_T, N_ISTATE = range(7)
-F_SMOOTH, F_BEST_SMOOTH, N_FSTATE = range(3)
-H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2, N_HYPER = range(7)
-# values of istate[I_STATUS]
-OK, NONFINITE = 0, 1
-
 
 @njit(**_JIT)
 def workspace(m, K, T):
@@ -210,15 +204,46 @@ def run_updates(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
     applied) if a loss is NaN or infinite. U and its states are worked on transposed, (K,m), and
     written back at the end (the same numbers: only the layout differs).
     """
+    pT, ST, RT = transposed_U(params, S, R, adam)
+    _loop(pT, ST, RT, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam,
+          starts, resets)
+    write_back_U(params, S, R, pT, ST, RT, adam)
+
+
+@njit(**_JIT)
+def transposed_U(params, S, R, adam):
+    """(params, S, R) with U and its states as contiguous (K,m) copies (the other arrays shared)."""
     U, W, V, b, c = params
     UT, ST = np.ascontiguousarray(U.T), np.ascontiguousarray(S[0].T)
     RT = np.ascontiguousarray(R[0].T) if adam else ST
-    _loop((UT, W, V, b, c), (ST, S[1], S[2], S[3], S[4]), (RT, R[1], R[2], R[3], R[4]), best, data, hprev,
-          loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam, starts, resets)
-    U[:, :] = UT.T
-    S[0][:, :] = ST.T
+    return (UT, W, V, b, c), (ST, S[1], S[2], S[3], S[4]), (RT, R[1], R[2], R[3], R[4])
+
+
+@njit(**_JIT)
+def write_back_U(params, S, R, pT, ST, RT, adam):
+    """Copy the transposed U and its states of `transposed_U` back into the (m,K) arrays."""
+    params[0][:, :] = pT[0].T
+    S[0][:, :] = ST[0].T
     if adam:
-        R[0][:, :] = RT.T
+        R[0][:, :] = RT[0].T
+
+
+@njit(**_JIT)
+def record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay):
+    """Bookkeeping of update u: its loss, the smooth loss, and a copy of the parameters (U^T given,
+    stored as U) when the smooth loss reaches a new low."""
+    smooth = loss if u == 0 else decay * fstate[F_SMOOTH] + (1.0 - decay) * loss
+    fstate[F_SMOOTH] = smooth
+    loss_out[u] = loss
+    smooth_out[u] = smooth
+    if smooth < fstate[F_BEST_SMOOTH]:
+        fstate[F_BEST_SMOOTH] = smooth
+        istate[I_BEST_UPDATE] = u
+        best[0][:, :] = params[0].T
+        best[1][:, :] = params[1]
+        best[2][:, :] = params[2]
+        best[3][:] = params[3]
+        best[4][:] = params[4]
 
 
 @njit(**_JIT)
@@ -244,18 +269,7 @@ def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate,
         if not np.isfinite(loss):
             istate[I_STATUS] = NONFINITE
             return
-        smooth = loss if u == 0 else decay * fstate[F_SMOOTH] + (1.0 - decay) * loss
-        fstate[F_SMOOTH] = smooth
-        loss_out[u] = loss
-        smooth_out[u] = smooth
-        if smooth < fstate[F_BEST_SMOOTH]:
-            fstate[F_BEST_SMOOTH] = smooth
-            istate[I_BEST_UPDATE] = u
-            best[0][:, :] = UT.T
-            best[1][:, :] = W
-            best[2][:, :] = V
-            best[3][:] = b
-            best[4][:] = c
+        record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay)
         _step(params, grads, S, R, istate, hyper, adam, touched)
         hprev[:] = work[0][T]
         istate[I_UPDATE] = u + 1
@@ -309,54 +323,19 @@ def _warm_up():
                     np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_))
 
 
-def new_state(update=0, epoch=0, pos=0, best_update=-1, adam_t=0, smooth=np.nan, best_smooth=np.inf):
-    """The kernel's (istate, fstate) arrays with their named slots filled."""
-    istate = np.zeros(N_ISTATE, dtype=np.int64)
-    istate[I_UPDATE], istate[I_EPOCH], istate[I_POS] = update, epoch, pos
-    istate[I_BEST_UPDATE], istate[I_ADAM_T], istate[I_STATUS] = best_update, adam_t, OK
-    fstate = np.zeros(N_FSTATE)
-    fstate[F_SMOOTH], fstate[F_BEST_SMOOTH] = smooth, best_smooth
-    return istate, fstate
-
-
-def hyperparameters(eta, eps, clip, decay, beta1, beta2) -> np.ndarray:
-    """The kernel's hyper array (N_HYPER,) with its named slots filled."""
-    hyper = np.zeros(N_HYPER)
-    hyper[H_ETA], hyper[H_EPS], hyper[H_CLIP] = eta, eps, clip
-    hyper[H_DECAY], hyper[H_BETA1], hyper[H_BETA2] = decay, beta1, beta2
-    return hyper
-
-
-def _tuple(d: dict) -> tuple:
-    return tuple(d[k] for k in ("U", "W", "V", "b", "c"))
-
-
 def advance(run, data: np.ndarray, n: int, starts=None, resets=None) -> bool:
     """n updates of `run` (batch 1) with the kernel, in place; False if a loss became NaN or
     infinite (the run then stands before the update that produced it).
 
     data int64 (N,); for the random and chunked orders, the epoch's plan: starts int (n_plan,),
     resets bool (n_plan,) (None: sequential order)."""
-    c = run.config
-    adam = c.optimizer == "adam"
-    S = run.opt_state["m"] if adam else run.opt_state["G"]
-    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
     if starts is None:
         starts, resets = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
-    istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
-                               run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
-    hprev = np.array(run.hprev, dtype=np.float64)  # (m,) updated in place
-    run_updates(_tuple(run.params), _tuple(S), _tuple(R), _tuple(run.best_params), data, hprev,
-                run.loss, run.smooth_history, istate, fstate,
-                hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2), n, c.seq_length, adam,
+    a = marshal(run)
+    run_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
+                a["istate"], a["fstate"], a["hyper"], n, run.config.seq_length, a["adam"],
                 np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(resets, dtype=np.bool_))
-    run.update, run.epoch, run.pos = int(istate[I_UPDATE]), int(istate[I_EPOCH]), int(istate[I_POS])
-    run.best_update = int(istate[I_BEST_UPDATE])
-    if adam:
-        run.opt_state["t"] = int(istate[I_ADAM_T])
-    run.smooth_loss, run.best_smooth = float(fstate[F_SMOOTH]), float(fstate[F_BEST_SMOOTH])
-    run.hprev = hprev
-    return istate[I_STATUS] == OK
+    return unmarshal(run, a)
 
 
 def kernel_loss_and_grads(params: dict, inputs, targets, hprev):

@@ -15,14 +15,15 @@ fixed order, by one thread. So the results do not depend on the number of thread
 and 2), and they repeat bit for bit. They equal the numpy form's to about 1e-15 relative (the
 order of the sums differs; tests/test_kernel_batch.py holds them to 1e-12).
 
-State, hyperparameters and status use the named slots of `kernel.py` (I_*, F_*, H_*).
+State, hyperparameters and status use the named slots of `kernel_state.py` (I_*, F_*, H_*).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .kernel import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
-                     NONFINITE, OK, _step, hyperparameters, new_state)
+from .kernel import _step, record, transposed_U, write_back_U
+from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
+                           new_state, unmarshal)
 from .kernel_ops import _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _tanh, njit
 
 try:
@@ -191,15 +192,10 @@ def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, ist
     `train.train` at batch_size B = hprev.shape[0]: stream s reads data[s (R_stream - 1) + e ...];
     an epoch ends when e + T + 1 > R_stream. Arguments as `kernel.run_updates`; hprev (B,m).
     U and its states are worked on transposed, (K,m), as in `kernel.run_updates`."""
-    U, W, V, b, c = params
-    UT, ST = np.ascontiguousarray(U.T), np.ascontiguousarray(S[0].T)
-    RT = np.ascontiguousarray(R[0].T) if adam else ST
-    _batch_loop((UT, W, V, b, c), (ST, S[1], S[2], S[3], S[4]), (RT, R[1], R[2], R[3], R[4]), best, data,
-                hprev, loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam, R_stream)
-    U[:, :] = UT.T
-    S[0][:, :] = ST.T
-    if adam:
-        R[0][:, :] = RT.T
+    pT, ST, RT = transposed_U(params, S, R, adam)
+    _batch_loop(pT, ST, RT, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam,
+                R_stream)
+    write_back_U(params, S, R, pT, ST, RT, adam)
 
 
 @njit(**_JIT)
@@ -222,18 +218,7 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
         if not np.isfinite(loss):
             istate[I_STATUS] = NONFINITE
             return
-        smooth = loss if u == 0 else decay * fstate[F_SMOOTH] + (1.0 - decay) * loss
-        fstate[F_SMOOTH] = smooth
-        loss_out[u] = loss
-        smooth_out[u] = smooth
-        if smooth < fstate[F_BEST_SMOOTH]:
-            fstate[F_BEST_SMOOTH] = smooth
-            istate[I_BEST_UPDATE] = u
-            best[0][:, :] = UT.T
-            best[1][:, :] = W
-            best[2][:, :] = V
-            best[3][:] = b
-            best[4][:] = c
+        record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay)
         _step(params, grads, S, R, istate, hyper, adam, touched)
         _last_hidden(hprev, work, T, m)
         istate[I_UPDATE] = u + 1
@@ -289,28 +274,14 @@ def _warm_up():
 def advance(run, data: np.ndarray, n: int) -> bool:
     """n mini-batch updates of `run` (batch_size B > 1, sequential order) with the kernel, in
     place; False if a loss became NaN or infinite (the run then stands before that update)."""
-    from .kernel import F_BEST_SMOOTH, F_SMOOTH, I_ADAM_T, I_BEST_UPDATE, I_EPOCH, I_POS, I_UPDATE
     from .schedule import stream_length
 
     c = run.config
-    adam = c.optimizer == "adam"
-    S = run.opt_state["m"] if adam else run.opt_state["G"]
-    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
-    names = ("U", "W", "V", "b", "c")
-    istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
-                               run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
-    hprev = np.array(run.hprev, dtype=np.float64)  # (B,m) updated in place
-    run_batch_updates(tuple(run.params[k] for k in names), tuple(S[k] for k in names), tuple(R[k] for k in names),
-                      tuple(run.best_params[k] for k in names), data, hprev, run.loss, run.smooth_history,
-                      istate, fstate, hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2), n,
-                      c.seq_length, adam, stream_length(len(data), c.batch_size))
-    run.update, run.epoch, run.pos = int(istate[I_UPDATE]), int(istate[I_EPOCH]), int(istate[I_POS])
-    run.best_update = int(istate[I_BEST_UPDATE])
-    if adam:
-        run.opt_state["t"] = int(istate[I_ADAM_T])
-    run.smooth_loss, run.best_smooth = float(fstate[F_SMOOTH]), float(fstate[F_BEST_SMOOTH])
-    run.hprev = hprev
-    return istate[I_STATUS] == OK
+    a = marshal(run)  # hprev (B,m)
+    run_batch_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
+                      a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"],
+                      stream_length(len(data), c.batch_size))
+    return unmarshal(run, a)
 
 
 def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):

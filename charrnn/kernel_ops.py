@@ -169,44 +169,9 @@ def _gemm(C, A, B):
 
 @njit(**_JIT)
 def _gemm_tn(C, A, B):
-    """C (M,N) += A (J,M)^T B (J,N): as `_gemm`, the coefficients read down the columns of A (no
-    transposed copy)."""
-    J, M = A.shape
-    N = B.shape[1]
-    r = 0
-    while r + 4 <= M:
-        c0, c1, c2, c3 = C[r], C[r + 1], C[r + 2], C[r + 3]
-        j = 0
-        while j + 4 <= J:
-            b0, b1, b2, b3 = B[j], B[j + 1], B[j + 2], B[j + 3]
-            a00, a01, a02, a03 = A[j, r], A[j + 1, r], A[j + 2, r], A[j + 3, r]
-            a10, a11, a12, a13 = A[j, r + 1], A[j + 1, r + 1], A[j + 2, r + 1], A[j + 3, r + 1]
-            a20, a21, a22, a23 = A[j, r + 2], A[j + 1, r + 2], A[j + 2, r + 2], A[j + 3, r + 2]
-            a30, a31, a32, a33 = A[j, r + 3], A[j + 1, r + 3], A[j + 2, r + 3], A[j + 3, r + 3]
-            for i in range(N):
-                v0, v1, v2, v3 = b0[i], b1[i], b2[i], b3[i]
-                c0[i] = c0[i] + a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
-                c1[i] = c1[i] + a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
-                c2[i] = c2[i] + a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
-                c3[i] = c3[i] + a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
-            j += 4
-        while j < J:
-            b0 = B[j]
-            a0, a1, a2, a3 = A[j, r], A[j, r + 1], A[j, r + 2], A[j, r + 3]
-            for i in range(N):
-                c0[i] += a0 * b0[i]
-                c1[i] += a1 * b0[i]
-                c2[i] += a2 * b0[i]
-                c3[i] += a3 * b0[i]
-            j += 1
-        r += 4
-    while r < M:
-        c = C[r]
-        for j in range(J):
-            a, bj = A[j, r], B[j]
-            for i in range(N):
-                c[i] += a * bj[i]
-        r += 1
+    """C (M,N) += A (J,M)^T B (J,N): `_gemm` reading the coefficients down the columns of A through
+    a transposed view (no copy; the same operations in the same order)."""
+    _gemm(C, A.T, B)
 
 
 @njit(**_JIT_DOT)

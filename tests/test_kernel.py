@@ -172,3 +172,16 @@ def test_fallback_without_numba(tmp_path, corpus_file):
     code = "import rnn_core as rc; print(rc.resolve_backend('auto'), rc.resolve_backend('auto', 8))"
     auto = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     assert auto.stdout.split() == ["numpy", "numpy"]
+
+
+def test_the_kernels_compile_wherever_numba_is_installed():
+    """The kernel tests skip where the kernel cannot run; this one makes sure that is only where
+    numba is missing (or switched off), never because a kernel stopped compiling."""
+    import importlib.util
+
+    from charrnn import kernel_batch
+
+    if importlib.util.find_spec("numba") is None or os.environ.get("RNN_DISABLE_NUMBA"):
+        pytest.skip("numba is not installed here (or RNN_DISABLE_NUMBA is set)")
+    assert kernel.available(), kernel.unavailable_reason()
+    assert kernel_batch.available(), kernel_batch.unavailable_reason()

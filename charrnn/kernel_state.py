@@ -1,0 +1,61 @@
+"""The kernels' state layout: the named slots of their small state arrays, and a Run moved in and out."""
+from __future__ import annotations
+
+import numpy as np
+
+# The slots of the state arrays, defined once. istate int64 (N_ISTATE,), fstate float64 (N_FSTATE,),
+# hyper float64 (N_HYPER,).
+I_UPDATE, I_EPOCH, I_POS, I_BEST_UPDATE, I_STATUS, I_ADAM_T, N_ISTATE = range(7)
+F_SMOOTH, F_BEST_SMOOTH, N_FSTATE = range(3)
+H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2, N_HYPER = range(7)
+# values of istate[I_STATUS]
+OK, NONFINITE = 0, 1
+
+
+def new_state(update=0, epoch=0, pos=0, best_update=-1, adam_t=0, smooth=np.nan, best_smooth=np.inf):
+    """The kernel's (istate, fstate) arrays with their named slots filled."""
+    istate = np.zeros(N_ISTATE, dtype=np.int64)
+    istate[I_UPDATE], istate[I_EPOCH], istate[I_POS] = update, epoch, pos
+    istate[I_BEST_UPDATE], istate[I_ADAM_T], istate[I_STATUS] = best_update, adam_t, OK
+    fstate = np.zeros(N_FSTATE)
+    fstate[F_SMOOTH], fstate[F_BEST_SMOOTH] = smooth, best_smooth
+    return istate, fstate
+
+
+def hyperparameters(eta, eps, clip, decay, beta1, beta2) -> np.ndarray:
+    """The kernel's hyper array (N_HYPER,) with its named slots filled."""
+    hyper = np.zeros(N_HYPER)
+    hyper[H_ETA], hyper[H_EPS], hyper[H_CLIP] = eta, eps, clip
+    hyper[H_DECAY], hyper[H_BETA1], hyper[H_BETA2] = decay, beta1, beta2
+    return hyper
+
+
+def _tuple(d: dict) -> tuple:
+    return tuple(d[k] for k in ("U", "W", "V", "b", "c"))
+
+
+def marshal(run) -> dict:
+    """The kernels' arguments for a Run: parameter, state and best tuples (the run's own arrays,
+    updated in place), the named state slots, the hyperparameters, and a copy of hprev."""
+    c = run.config
+    adam = c.optimizer == "adam"
+    S = run.opt_state["m"] if adam else run.opt_state["G"]
+    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
+    istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
+                               run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
+    return {"params": _tuple(run.params), "S": _tuple(S), "R": _tuple(R), "best": _tuple(run.best_params),
+            "istate": istate, "fstate": fstate, "adam": adam, "hprev": np.array(run.hprev, dtype=np.float64),
+            "hyper": hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2)}
+
+
+def unmarshal(run, a: dict) -> bool:
+    """Write the named state slots and hprev of `marshal`'s arguments back into the Run; returns
+    False if the kernel stopped on a loss that is not finite."""
+    istate, fstate = a["istate"], a["fstate"]
+    run.update, run.epoch, run.pos = int(istate[I_UPDATE]), int(istate[I_EPOCH]), int(istate[I_POS])
+    run.best_update = int(istate[I_BEST_UPDATE])
+    if a["adam"]:
+        run.opt_state["t"] = int(istate[I_ADAM_T])
+    run.smooth_loss, run.best_smooth = float(fstate[F_SMOOTH]), float(fstate[F_BEST_SMOOTH])
+    run.hprev = a["hprev"]
+    return istate[I_STATUS] == OK
