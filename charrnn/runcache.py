@@ -1,6 +1,7 @@
 """The run cache in runs/: keys, serving a finished run, continuing a shorter one, background workers."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -178,6 +179,22 @@ def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
+@contextlib.contextmanager
+def _one_thread_each():
+    """One BLAS (and numba) thread per background worker while workers are started: the workers
+    already use the cores (spawned workers inherit the environment). Restored afterwards."""
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+    os.environ.update({v: "1" for v in saved})
+    try:
+        yield
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
 def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) -> list:
     """Start training, in `workers` background processes, the runs that are not cached yet.
 
@@ -185,17 +202,8 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
     process (so that a long run continues a shorter one of the same settings). `cached_run` then
     waits for a run that is still being trained. Returns the paths being trained."""
     started = []
-    # one BLAS (and numba) thread per worker: the workers already use the cores (spawned workers inherit this)
-    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-    os.environ.update({v: "1" for v in saved})
-    try:
+    with _one_thread_each():
         _submit_chains(corpus, chains, runs_dir, workers, started)
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
     return started
 
 
@@ -203,16 +211,8 @@ def submit_job(fn, *args, workers: int = 2):
     """Run fn(*args) in the background workers of `prefetch` (started here if need be, with one BLAS
     thread each); returns its Future. For jobs whose runs depend on other runs (e.g. a learning-rate
     sweep and then seeds at the winning rate); fn must be importable (a module-level function)."""
-    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-    os.environ.update({v: "1" for v in saved})
-    try:
+    with _one_thread_each():
         return _pool(workers).submit(fn, *args)
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
 
 
 def _pool(workers: int):
