@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -164,8 +165,19 @@ def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> N
 
 def _quiet_worker():
     """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
-    process group); while training, `train` handles it as everywhere: stop, save, return."""
+    process group); while training, `train` handles it as everywhere: stop, save, return.
+    A worker whose parent dies (a kernel killed, a notebook closed) exits within a second or two:
+    its run keeps its last checkpoint (at most `checkpoint_seconds` old, written atomically) and is
+    resumed bit for bit by the next `cached_run`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch_parent():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)  # orphaned: nobody will ever read this worker's results
+
+    threading.Thread(target=watch_parent, daemon=True).start()
 
 
 def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:

@@ -213,3 +213,50 @@ def test_prefetch_trains_in_the_background_and_equals_training_here(corpus, tmp_
     assert_runs_equal(a, rc.train(corpus, c2, progress=False))
     assert rc.cached_run(corpus, c1, runs_dir=tmp_path).update == a.updates_per_epoch
     assert rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
+
+
+def test_background_workers_exit_when_their_parent_dies(tmp_path):
+    """A notebook kernel killed outright must not leave its workers training for minutes: they
+    notice the parent is gone and exit, leaving their last checkpoint to be resumed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys, time, rnn_core as rc; from charrnn import runcache\n"
+        "sys.path.insert(0, 'tests'); from conftest import TEXT\n"
+        "corpus = rc.corpus_from_text(TEXT * 40, seq_length=10)\n"
+        "cfg = rc.Config(m=64, seq_length=10, epochs=10**6, max_updates=10**8, sample_every=0, backend='numpy')\n"
+        f"rc.prefetch(corpus, [cfg], runs_dir={str(tmp_path)!r}, workers=1)\n"
+        "time.sleep(3.0)\n"
+        "print(*runcache._POOL._processes, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers and all(os.kill(p, 0) is None for p in workers)  # alive while the parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 15  # the watchdog looks once a second; 15 s allows a loaded machine
+        alive = list(workers)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in alive if _running(p)]
+        assert not alive, f"workers {alive} outlived their parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (an exited child not yet reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
