@@ -27,6 +27,7 @@ from charrnn.plots import (BITS, describe_vocab, gradcheck_table, known_word_fra
                            plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
                            save_figure, wrap_text)
 from charrnn.kernel import available as kernel_available, kernel_loss_and_grads
+from charrnn import evidence, evidence_plots, heldout, study  # Part II's protocol, figures and runs
 from charrnn.ngram import KneserNey
 from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip_grads
 from charrnn.captions import ref, show_figure, show_passage, show_table

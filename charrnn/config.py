@@ -75,7 +75,7 @@ class Config:
     beta2: float = 0.999  # Adam's decay of the second moment
     order: str = "sequential"  # "sequential" passes; "random" locations (hprev = 0 each); "chunks" shuffled
     chunk_sequences: int = 40  # with order="chunks": sequences per chunk (hprev reset at each chunk start)
-    holdout: float = 0.0  # fraction of the corpus, at its end, held out from training (0: none)
+    holdout: float = 0.0  # fraction of the corpus held out from training, in blocks spread over it (heldout.py; 0: none)
     eval_every: int = 0  # updates between evaluations on the held-out text (0: none)
     sig: float = 0.01  # standard deviation of the initial U, W, V
     epochs: int = 2  # passes through the corpus

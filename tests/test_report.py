@@ -204,3 +204,11 @@ def test_quick_report_pdf_reads_like_a_paper(rendered):
         assert section in flat, section
     assert nb.metadata["title"] in flat  # the title block, from the notebook's metadata
     check_geometry(rendered / "executed.typ", rendered / "executed.ipynb")
+
+
+def test_notebook_imports_the_rnn_core_front_only():
+    """The notebook narrates and calls `rnn_core`; it never reaches past it into the package."""
+    nb = json.loads(NB.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "import rnn_core as rc" in code
+    assert "charrnn" not in code
