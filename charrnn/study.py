@@ -182,6 +182,34 @@ def compare(res: dict, a: str, b: str) -> dict:
     return verdict(a, res[a]["scores"], b, res[b]["scores"])
 
 
+def sentence_start(text: str) -> str:
+    """`text` made to start a sentence: a capital first letter, or "The setting " before a
+    one-letter parameter name such as "m = 50", whose case carries meaning."""
+    if len(text) > 1 and text[0].islower() and text[1] == " ":
+        return "The setting " + text
+    return text[:1].upper() + text[1:]
+
+
+def edge_note(res: dict, names) -> str:
+    """Sentence(s) naming each setting in `names` whose winning rate is at an end of its rate grid
+    (a rate beyond the grid might serve it better); "" when none is."""
+    notes = []
+    for n in dict.fromkeys(names):
+        if res[n].get("edge"):
+            rates = [r for r in res[n]["sweep"]]
+            end = "low" if res[n]["eta"] == min(rates) else "high"
+            notes.append(f"{n}'s tuned rate, {res[n]['eta']:g}, is at the {end} end of its rate grid, "
+                         f"so a {'smaller' if end == 'low' else 'larger'} rate might serve it better")
+    return " ".join(sentence_start(x) + "." for x in notes)
+
+
+def verdict_sentence(res: dict, a: str, b: str) -> str:
+    """The verdict of a against b as a sentence, followed by the edge-of-grid notes of both."""
+    note = edge_note(res, [a, b])
+    return sentence_start(compare(res, a, b)["text"]) + "." + (" " + note if note else "")
+
+
 def verdict_lines(res: dict, names, against: str) -> str:
-    """Markdown list: the verdict of each setting in `names` against the setting `against`."""
-    return "\n".join(f"- {compare(res, n, against)['text']}." for n in names if n != against)
+    """Markdown list: the verdict of each setting in `names` against the setting `against`, with
+    a note where a winning rate is at an end of its grid."""
+    return "\n".join(f"- {verdict_sentence(res, n, against)}" for n in names if n != against)

@@ -20,7 +20,7 @@ SECTIONS = ["Set-up and data", "Part I: the assignment", "The model", "Gradient 
             "The best model", "Discussion", "Part II: beyond the assignment", "Sampling controls",
             "Held-out evaluation", "Kneser-Ney n-grams", "Optimisers", "Training order", "Mini-batches",
             "Capacity", "Seed-to-seed spread", "Inside the network", "Discussion of Part II",
-            "The lowest smooth loss and the text it was measured on", "Learning rates", "Trained to convergence"]
+            "The lowest smooth loss and the text it was measured on", "Learning rates", "Trained until it stops improving"]
 FIGURES = ["smooth_loss_main_run", "smooth_loss_long_run", "sampling_temperature_top_p",
            "validation_reference_run", "optimisers_adagrad_adam", "training_orders", "minibatches", "capacity",
            "seed_spread", "hidden_units_text", "next_character_candidates", "smooth_loss_by_stretch",
