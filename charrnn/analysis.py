@@ -114,7 +114,7 @@ def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6
             for j, t in enumerate(r):
                 ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace")
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left")  # a true minus
     bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02,
                        ticks=[-1, -0.5, 0, 0.5, 1])
     bar.set_label("activation of the unit after reading the character (tanh, from -1 to 1)", fontsize=8.5)
@@ -124,13 +124,14 @@ def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6
 
 def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=None):
     """A column per position of `line`: the input character below, its k most probable successors
-    above it, shaded by probability."""
+    above it, shaded by probability (colour bar at the right). Sized so that a line of up to 36
+    characters fits the page's text width at 8-point type."""
     import matplotlib.pyplot as plt
 
     n, k = top_probs.shape
     if ax is None:
-        _, ax = plt.subplots(figsize=(n * 0.15 + 0.6, k * 0.22 + 0.8))
-    ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+        _, ax = plt.subplots(figsize=(n * 0.135 + 1.3, k * 0.22 + 0.8), layout="constrained")
+    image = ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
     for j in range(n):
         for i in range(k):
             ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=8,
@@ -139,5 +140,8 @@ def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=No
     ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=8)
     ax.set_yticks(range(k))
     ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=8)
-    ax.set_xlabel("input character (the next one is the target)")
+    ax.set_xlabel("input character (the next one is the target)", fontsize=9)
+    bar = ax.figure.colorbar(image, ax=ax, pad=0.02, aspect=8, ticks=[0, 0.5, 1])
+    bar.set_label("probability", fontsize=8)
+    bar.ax.tick_params(labelsize=8)
     return ax

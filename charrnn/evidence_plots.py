@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .plots import millions_axis
 from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
@@ -17,12 +18,21 @@ def _axes(ax, size=(6.2, 3.0)):
     return ax.figure, ax
 
 
-def _zoom(ax, values, above=0.6):
-    """A y range for where the curves end up (the first evaluations are far above)."""
+def _zoom(ax, values, above=0.6, note=True) -> bool:
+    """A y range for where the curves end up (the first evaluations are far above). Returns whether
+    some values are above the frame; if so and `note`, the plot says so at its top."""
     v = np.asarray([x for x in values if np.isfinite(x)])
-    if v.size:
-        lo, q = v.min(), float(np.quantile(v, 0.8))
-        ax.set_ylim(lo - 0.05 * (q - lo + 0.1), min(v.max(), q + above * (q - lo + 0.1)) + 0.02)
+    if not v.size:
+        return False
+    lo, q = v.min(), float(np.quantile(v, 0.8))
+    top = min(v.max(), q + above * (q - lo + 0.1)) + 0.02
+    ax.set_ylim(lo - 0.05 * (q - lo + 0.1), top)
+    clipped = bool(v.max() > top)
+    if clipped and note:
+        ax.text(0.5, 0.985, "\u2191 higher values (early evaluations) are above the frame", transform=ax.transAxes,
+                ha="center", va="top", fontsize=8, color="0.3",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+    return clipped
 
 
 def plot_heldout_curve(run, ax=None):
@@ -36,11 +46,16 @@ def plot_heldout_curve(run, ax=None):
     ax.plot(u, bits, "o-", lw=1.3, ms=3, label="held-out loss")
     ax.plot(u[-SCORE_EVALS:], bits[-SCORE_EVALS:], "o", ms=7, mfc="none", color="C3",
             label=f"the {SCORE_EVALS} evaluations averaged into the score")
-    _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]))
-    ax.set_xlabel("update")
+    _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=False)
+    if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # say what the zoom leaves out
+        ax.annotate("first evaluations and the start of training\nare above the frame", xy=(0.02, 0.985),
+                    xycoords="axes fraction", xytext=(0.1, 0.97), textcoords="axes fraction", fontsize=8,
+                    va="top", arrowprops=dict(arrowstyle="->", color="0.4"))
+    millions_axis(ax, "updates", len(s))
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8.5)
+    # the legend goes below the plot, so that it covers no point of the curves
+    ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig
 
 
@@ -62,8 +77,9 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
         ax.plot(xs[1:], B.mean(axis=0)[1:], color=f"C{i}", lw=1.4, label=f"{label} ({len(runs)} seeds)")
         shown += list(B[:, 1:].ravel())
     _zoom(ax, shown)
-    ax.set_xlabel({"characters": "characters read", "updates": "update",
-                   "seconds": "training time (s, mean over the seeds)"}[x])
+    millions_axis(ax, {"characters": "characters read", "updates": "updates",
+                       "seconds": "training time (s, mean over the seeds)"}[x],
+                  0.0 if x == "seconds" else float(np.max(xs)))
     ax.set_ylabel("held-out bits per character")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5)
@@ -100,7 +116,8 @@ def plot_seed_scores(scores: dict, ax=None):
     for i, label in enumerate(labels):
         s = np.asarray(scores[label], dtype=float)
         s = s[np.isfinite(s)]
-        ax.plot(np.full(len(s), i), s, "o", color="C0", ms=5, alpha=0.8)
+        # seeds side by side (a small horizontal spread), so that equal scores show as separate dots
+        ax.plot(i + (np.arange(len(s)) - (len(s) - 1) / 2) * 0.07, s, "o", color="C0", ms=5, alpha=0.8)
         ax.plot([i - 0.3, i + 0.3], [s.mean()] * 2, color="C3", lw=2)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=8.5, rotation=30, ha="right")
@@ -127,7 +144,7 @@ def plot_converged(run, lines: dict, ax=None):
     for i, (label, v) in enumerate(lines.items()):
         ax.axhline(v, color=f"C{i + 2}", ls="--", lw=1.2, label=label)
     _zoom(ax, list(bits[1:]) + list(lines.values()))
-    ax.set_xlabel("characters read")
+    millions_axis(ax, "characters read", float(xs.max()))
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5)
@@ -153,7 +170,7 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
     a.legend(fontsize=8.5)
     offsets = lowest_smooth_offsets(run)
     b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3)
-    b.set_ylim(0, run.updates_per_epoch)
+    b.set_ylim(-0.05 * run.updates_per_epoch, 1.08 * run.updates_per_epoch)  # no point on the frame
     b.set_xlabel("epoch")
     b.set_ylabel("update of the lowest\nsmooth loss in the epoch")
     b.grid(alpha=0.3)

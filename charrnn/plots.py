@@ -19,6 +19,18 @@ def save_figure(fig, name: str, folder="figures") -> list:
     return paths
 
 
+def millions_axis(ax, label: str, xmax: float) -> None:
+    """Label the x axis `label`, in millions with plain tick numbers when it reaches a million
+    (no bare "1e6" offset at the axis end)."""
+    from matplotlib.ticker import FuncFormatter
+
+    if xmax >= 1e6:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g}"))
+        head, _, tail = label.partition(" (")
+        label = f"{head} (millions{', ' + tail[:-1] if tail else ''})"
+    ax.set_xlabel(label, fontsize=ax.xaxis.label.get_fontsize())
+
+
 def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000):
     """Smooth loss against updates, epoch boundaries dotted, optionally the best point marked.
 
@@ -37,15 +49,19 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
         lo = float(s.min())
         ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
         if s[0] > top:
-            ax.annotate(f"starts at {s[0]:.1f}", xy=(0, top), xytext=(0.04, 0.9), textcoords="axes fraction",
-                        fontsize=8, arrowprops=dict(arrowstyle="->", color="0.4"))
+            # the label sits right of the curve's first drop, at the top of the frame, clear of the curve
+            ax.annotate(f"starts at {s[0]:.1f} (above the frame)", xy=(0, top), xycoords="data",
+                        xytext=(0.25, 0.93), textcoords="axes fraction", fontsize=8, va="top",
+                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9),
+                        arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=2, shrinkB=1))
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
     if mark_best and run.best_update >= 0:
         ax.plot(run.best_update, run.best_smooth, "o", color="C3",
                 label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
-    ax.set_xlabel(f"update (dotted lines: epoch boundaries, {per:,} updates each)", fontsize=9)
+    ax.xaxis.label.set_fontsize(9)
+    millions_axis(ax, f"updates (dotted lines: epoch boundaries, {per:,} updates each)", len(s))
     ax.set_ylabel(f"smooth loss\n(nats per {run.config.seq_length} characters)", fontsize=9)
     ax.tick_params(labelsize=8.5)
     ax.grid(alpha=0.3)
@@ -107,22 +123,44 @@ def describe_vocab(chars) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
+def panel_lines(text: str, width: int = 44) -> list:
+    """`text` as printed lines of at most `width` characters, as the report's framed passages show
+    text: each line of the text ends in a return sign, and a line longer than the width continues
+    on the next printed lines with a hanging indent of two spaces."""
+    out = []
+    pieces = text.split("\n")
+    for i, line in enumerate(pieces):
+        wrapped = textwrap.wrap(line, width - 1, subsequent_indent="  ", break_on_hyphens=False,
+                                drop_whitespace=True) or [""]
+        if i < len(pieces) - 1:  # the text's own newline
+            wrapped[-1] += "\u21b5"
+        out += wrapped
+    return out
+
+
 def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
-    """A grid of monospace text panels: panels is a list of (title, text). The default sizes fit
-    the page of the PDF at 8-point type."""
+    """A grid of monospace text panels: panels is a list of (title, text). Newlines of the text are
+    drawn as return signs and long lines continue with a hanging indent (see panel_lines). The
+    figure is as wide as the page's text (6.4 in), so the type is printed at `fontsize` points."""
     import matplotlib.pyplot as plt
 
     n = len(panels)
     nrows = max(1, -(-n // ncols))
-    wrapped = [wrap_text(text, width) for _, text in panels]
-    lines = max(w.count("\n") + 1 for w in wrapped)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.15 * ncols, (lines * 0.14 + 0.4) * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, _), text in zip(axes.flat, panels, wrapped):
-        ax.set_title(title, fontsize=9, loc="left")
-        ax.text(0, 1, text, family="monospace", fontsize=fontsize, va="top", ha="left", transform=ax.transAxes)
-    fig.tight_layout()
+    blocks = [panel_lines(text, width) for _, text in panels]
+    line_h = fontsize * 1.25 / 72  # inches per printed line
+    title_h, gap = 0.25, 0.18
+    row_h = [title_h + max(len(b) for b in blocks[r * ncols:(r + 1) * ncols]) * line_h + gap for r in range(nrows)]
+    W, H = 6.4, sum(row_h)
+    fig = plt.figure(figsize=(W, H))
+    col_w = W / ncols
+    for k, ((title, _), lines) in enumerate(zip(panels, blocks)):
+        r, c = divmod(k, ncols)
+        top = H - sum(row_h[:r])
+        x = c * col_w / W
+        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold")
+        for i, line in enumerate(lines):
+            y = (top - title_h - i * line_h) / H
+            fig.text(x, y, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
     return fig
 
 
@@ -143,8 +181,11 @@ def plot_validation(runs: dict, ax=None, x="updates", title=None):
         xs = {"updates": u, "characters": u * run.config.seq_length * run.config.batch_size,
               "seconds": np.array(run.val_seconds)}[x]
         ax.plot(xs[1:], np.array(run.val_losses[1:]) * BITS, lw=1.3, label=label)
-    ax.set_xlabel({"updates": "update", "characters": "characters processed",
-                   "seconds": "training time (s)"}[x])
+    xmax = 0.0 if x == "seconds" else max(
+        max(r.val_updates) * (r.config.seq_length * r.config.batch_size if x == "characters" else 1)
+        for r in runs.values())
+    millions_axis(ax, {"updates": "updates", "characters": "characters processed",
+                       "seconds": "training time (s)"}[x], xmax)
     ax.set_ylabel("held-out bits per character")
     if shown:  # early evaluations can be far off: keep the scale for where the curves end up
         lo, q = min(shown), float(np.quantile(shown, 0.85))
@@ -171,7 +212,7 @@ def plot_seed_band(runs: dict, ax=None, max_points=2000):
     ax.plot(x, S.mean(axis=0)[::step], lw=1.2, label="mean")
     top = float(np.quantile(S, 0.99))
     ax.set_ylim(S.min() - 0.05 * (top - S.min()), top)
-    ax.set_xlabel("update")
+    millions_axis(ax, "updates", n)
     ax.set_ylabel("smooth training loss\n(bits per character)")
     ax.grid(alpha=0.3)
     ax.legend()
