@@ -99,7 +99,7 @@ def passage_typst(meta: dict) -> str:
         lines = "".join(_typst_string(line) + ", " for line in text.split("\n"))
         parts.append(f"({_typst_string(heading) if heading else 'none'}, ({lines})),")
     caption = f"[#strong[{meta['name']}.] #{_typst_string(meta['caption'])}]"
-    return (f"```{{=typst}}\n#passage({caption}, ({' '.join(parts)}), cols: {passage_columns(meta)})\n"
+    return (f"```{{=typst}}\n#passage({caption}, ({' '.join(parts)}), cols: {passage_columns(meta)}, name: {_typst_string(meta['name'])})\n"
             f"<{meta['label']}>\n```")
 
 
@@ -182,8 +182,32 @@ def to_typst(nb, out_dir: Path, stem: str) -> Path:
     # pandoc writes image paths as given in the Markdown: make them relative to the .typ file
     text = typ.read_text()
     text = re.sub(r'image\("([^"/]+\.png)"', lambda m: f'image("{media.name}/{m.group(1)}"', text)
-    typ.write_text(fix_math(text))
+    typ.write_text(keep_figures_before_passages(fix_math(text)))
     return typ
+
+
+def keep_figures_before_passages(text: str) -> str:
+    """A figure directly before a framed passage (or before the one paragraph that leads into it) is
+    set where it stands (placement: none): a float there would be placed at the foot of the page the
+    passage starts on, cutting into the passage."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("#passage("):
+            continue
+        j = i - 1
+        while j >= 0 and not lines[j].strip():
+            j -= 1
+        if j >= 0 and lines[j][:1] not in ("#", "<", "=", ")", " ", "-", "+"):  # one paragraph of text
+            j -= 1
+            while j >= 0 and not lines[j].strip():
+                j -= 1
+        if j < 0 or not lines[j].startswith("<fig-"):
+            continue
+        while j >= 0 and not lines[j].startswith("#figure("):
+            j -= 1
+        if j >= 0 and lines[j].startswith("#figure(image("):
+            lines[j] = lines[j].replace("#figure(", "#figure(placement: none, ", 1)
+    return "\n".join(lines)
 
 
 def fix_math(text: str) -> str:
