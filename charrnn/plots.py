@@ -147,9 +147,13 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
     n = len(panels)
     nrows = max(1, -(-n // ncols))
     blocks = [panel_lines(text, width) for _, text in panels]
-    line_h = fontsize * 1.25 / 72  # inches per printed line
-    title_h, gap = 0.25, 0.18
-    row_h = [title_h + max(len(b) for b in blocks[r * ncols:(r + 1) * ncols]) * line_h + gap for r in range(nrows)]
+    line_h = fontsize * 1.15 / 72  # inches per printed line; an empty line of the text takes half of one
+    title_h, gap = 0.2, 0.1
+
+    def height(lines):
+        return sum(line_h * (0.5 if line in ("", "\u21b5") else 1) for line in lines)
+
+    row_h = [title_h + max(height(b) for b in blocks[r * ncols:(r + 1) * ncols]) + gap for r in range(nrows)]
     W, H = 6.4, sum(row_h)
     fig = plt.figure(figsize=(W, H))
     col_w = W / ncols
@@ -158,9 +162,10 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         top = H - sum(row_h[:r])
         x = c * col_w / W
         fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold")
-        for i, line in enumerate(lines):
-            y = (top - title_h - i * line_h) / H
-            fig.text(x, y, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
+        y = top - title_h
+        for line in lines:
+            fig.text(x, y / H, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
+            y -= line_h * (0.5 if line in ("", "\u21b5") else 1)
     return fig
 
 
