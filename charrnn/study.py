@@ -191,16 +191,23 @@ def sentence_start(text: str) -> str:
 
 
 def edge_note(res: dict, names) -> str:
-    """Sentence(s) naming each setting in `names` whose winning rate is at an end of its rate grid
-    (a rate beyond the grid might serve it better); "" when none is."""
-    notes = []
+    """A sentence naming the settings in `names` whose winning rate is at an end of its rate grid
+    (a rate beyond the grid might serve them better); "" when none is."""
+    ends = {}
     for n in dict.fromkeys(names):
         if res[n].get("edge"):
-            rates = [r for r in res[n]["sweep"]]
-            end = "low" if res[n]["eta"] == min(rates) else "high"
-            notes.append(f"{n}'s tuned rate, {res[n]['eta']:g}, is at the {end} end of its rate grid, "
-                         f"so a {'smaller' if end == 'low' else 'larger'} rate might serve it better")
-    return " ".join(sentence_start(x) + "." for x in notes)
+            end = "low" if res[n]["eta"] == min(res[n]["sweep"]) else "high"
+            ends.setdefault(end, []).append("the reference" if n == "reference" else n)
+    notes = []
+    for end, who in ends.items():
+        change = "smaller" if end == "low" else "larger"
+        if len(who) == 1:
+            notes.append(f"The tuned rate of {who[0]} is at the {end} end of its rate grid, so a {change} rate "
+                         "might serve it better.")
+        else:
+            notes.append(f"The tuned rates of {' and '.join(who)} are at the {end} end of their rate grids, so "
+                         f"{change} rates might serve them better.")
+    return " ".join(notes)
 
 
 def verdict_sentence(res: dict, a: str, b: str) -> str:
