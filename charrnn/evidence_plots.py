@@ -18,7 +18,7 @@ def _axes(ax, size=(6.2, 3.0)):
     return ax.figure, ax
 
 
-def _zoom(ax, values, above=0.6, note=True) -> bool:
+def _zoom(ax, values, above=0.6, note="higher values (the first evaluations) are above the frame") -> bool:
     """A y range for where the curves end up (the first evaluations are far above). Returns whether
     some values are above the frame; if so and `note`, the plot says so at its top."""
     v = np.asarray([x for x in values if np.isfinite(x)])
@@ -28,10 +28,8 @@ def _zoom(ax, values, above=0.6, note=True) -> bool:
     top = min(v.max(), q + above * (q - lo + 0.1)) + 0.02
     ax.set_ylim(lo - 0.05 * (q - lo + 0.1), top)
     clipped = bool(v.max() > top)
-    if clipped and note:
-        ax.text(0.5, 0.985, "\u2191 higher values (early evaluations) are above the frame", transform=ax.transAxes,
-                ha="center", va="top", fontsize=8, color="0.3",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+    if clipped and note:  # said just above the frame, clear of the curves and the legend
+        ax.text(0, 1.015, "\u2191 " + note, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="0.3")
     return clipped
 
 
@@ -46,11 +44,10 @@ def plot_heldout_curve(run, ax=None):
     ax.plot(u, bits, "o-", lw=1.3, ms=3, label="held-out loss")
     ax.plot(u[-SCORE_EVALS:], bits[-SCORE_EVALS:], "o", ms=7, mfc="none", color="C3",
             label=f"the {SCORE_EVALS} evaluations averaged into the score")
-    _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=False)
+    _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=None)
     if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # say what the zoom leaves out
-        ax.annotate("first evaluations and the start of training\nare above the frame", xy=(0.02, 0.985),
-                    xycoords="axes fraction", xytext=(0.1, 0.97), textcoords="axes fraction", fontsize=8,
-                    va="top", arrowprops=dict(arrowstyle="->", color="0.4"))
+        ax.text(0, 1.015, "\u2191 the first evaluations and the start of training are above the frame",
+                transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="0.3")
     millions_axis(ax, "updates", len(s))
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)

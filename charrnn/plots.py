@@ -141,7 +141,7 @@ def panel_lines(text: str, width: int = 44) -> list:
 def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
     """A grid of monospace text panels: panels is a list of (title, text). Newlines of the text are
     drawn as return signs and long lines continue with a hanging indent (see panel_lines). The
-    figure is as wide as the page's text (6.4 in), so the type is printed at `fontsize` points."""
+    figure is as wide as the page's text (6.25 in plus padding), so the type is printed at `fontsize` points."""
     import matplotlib.pyplot as plt
 
     n = len(panels)
@@ -154,7 +154,7 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         return sum(line_h * (0.5 if line in ("", "\u21b5") else 1) for line in lines)
 
     row_h = [title_h + max(height(b) for b in blocks[r * ncols:(r + 1) * ncols]) + gap for r in range(nrows)]
-    W, H = 6.4, sum(row_h)
+    W, H = 6.25, sum(row_h)  # with the 0.1-in pad of a tight bbox, within the 6.46-in text width
     fig = plt.figure(figsize=(W, H))
     col_w = W / ncols
     for k, ((title, _), lines) in enumerate(zip(panels, blocks)):

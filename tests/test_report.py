@@ -150,6 +150,29 @@ def test_geometry_check_sees_a_figure_past_the_bottom_margin(tmp_path):
     assert ends and any(e["y"] > e["page-height"] - e["margin-bottom"] for e in ends)
 
 
+def test_text_panels_of_corpus_like_samples_print_at_8_pt():
+    """The geometry check sees only the quick report, whose samples can be shorter in printed lines
+    than the full report's: the sampling figure, six panels of 330 characters of dialogue (short
+    lines, empty lines), must itself fit the page unscaled, so that its 8-pt text prints at 8 pt."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    from charrnn.plots import plot_text_panels
+
+    corpus = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
+    text = corpus.read_text() if corpus.exists() else ("OTHELLO:\nWhat, ho!\n\nIAGO:\nMy lord, a word.\n\n" * 30)
+    start = text.index("\n\n", 5000) + 2
+    fig = plot_text_panels([(f"panel {i}", text[start + 330 * i: start + 330 * (i + 1)]) for i in range(6)])
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")  # as captions.show_figure measures it
+    png = buf.getvalue()
+    w, h = int.from_bytes(png[16:20], "big") / 100, int.from_bytes(png[20:24], "big") / 100
+    _, _, scale = render.figure_size({"width_in": w, "height_in": h})
+    assert scale == 1.0, (w, h)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
