@@ -63,5 +63,5 @@ bench: $(STAMP) $(CORPUS)  ## speed of every implementation side by side, then q
 clean:  ## remove rendered reports and Python caches (keeps .venv, data and the trained runs)
 	rm -rf report .pytest_cache __pycache__ */__pycache__
 
-clean-runs:  ## remove the trained runs in runs/ (the next make report trains them again)
-	rm -rf runs
+clean-runs:  ## remove the trained runs in RUNS (default runs/; the next make report trains them again)
+	rm -rf $(RUNS)

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import rnn_core as rc  # noqa: E402
 
 M, T = 100, 25
+MAIN_EPOCHS, LONG_EPOCHS = 10, 50  # the report's main and long runs (its RNN_EPOCHS, RNN_LONG_EPOCHS)
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 _CLOCK = ["wall"]
 
@@ -218,10 +219,11 @@ def main():
         print(f"{name:<36}{ups:>11,.0f}{cps:>12,.0f}{cps / base:>12.2f}x{fpc / 1e3:>10.1f}k{100 * cps / peak_cps:>10.1f}%")
     print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s divided by the FLOP per character)")
     kernel_ups = next(r["updates_per_s"] for r in rows if r["form"] == "fused numba kernel")
-    long_updates = 50 * ((len(corpus.data) - 1) // T)
+    per_epoch = rc.updates_per_epoch(corpus, rc.Config(m=M, seq_length=T))
+    long_updates, main_updates = LONG_EPOCHS * per_epoch, MAIN_EPOCHS * per_epoch
     print(f"first-render time budget (projection from the fused kernel's rate measured above, not a measured "
-          f"run): the report's long run, 50 epochs = {long_updates:,} updates, {long_updates / kernel_ups / 60:.1f} "
-          f"min; the 10-epoch run {long_updates / 5 / kernel_ups:.0f} s")
+          f"run): the report's long run, {LONG_EPOCHS} epochs = {long_updates:,} updates, "
+          f"{long_updates / kernel_ups / 60:.1f} min; the {MAIN_EPOCHS}-epoch run {main_updates / kernel_ups:.0f} s")
     result = {"clock": a.clock, "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
               "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "matmul_rounds": peaks,
               "load_average": [load0, os.getloadavg()[0]], "speed": rows}

@@ -23,9 +23,9 @@ from charrnn.model import (PARAM_NAMES, evaluate_loss, init_params, loss_and_gra
                            loss_and_grads_steps, rnn_backward, rnn_backward_batch, rnn_backward_steps, rnn_forward,
                            rnn_forward_batch, rnn_forward_steps, softmax, step_backward, step_forward, hidden_states)
 from charrnn.sampling import SamplingError, sample_text, sampling_probs, synthesize
-from charrnn.plots import (BITS, describe_vocab, gradcheck_table, known_word_fraction, markdown_table,
-                           plot_seed_band, plot_smooth_loss, plot_text_panels, plot_validation,
-                           save_figure, wrap_text)
+from charrnn.evidence import BITS
+from charrnn.plots import (describe_vocab, gradcheck_table, known_word_fraction, markdown_table, plot_smooth_loss,
+                           plot_text_panels, save_figure)
 from charrnn.kernel import available as kernel_available, kernel_loss_and_grads
 from charrnn import evidence, evidence_plots, heldout, study  # Part II's protocol, figures and runs
 from charrnn.ngram import KneserNey
@@ -33,7 +33,7 @@ from charrnn.optim import adagrad_init, adagrad_step, adam_init, adam_step, clip
 from charrnn.captions import ref, show_figure, show_passage, show_table
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.config import Config, check_resume_config, resolve_backend
-from charrnn.run import Run, check_corpus, new_run, random_streams
+from charrnn.run import Run, check_corpus, first_stream_state, new_run, random_streams
 from charrnn.runcache import NUMERICS_VERSION, cached_run, prefetch, run_key
 from charrnn.speed import time_forms
 from charrnn.schedule import epoch_plan, split_data, stream_length, target_updates, updates_per_epoch

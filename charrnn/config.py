@@ -146,9 +146,15 @@ def resolve_backend(backend: str, batch_size: int = 1) -> str:
     mini-batches (B > 1) "steps" (no batch form) becomes "numpy"."""
     if backend != "auto":
         return "numpy" if backend == "steps" and batch_size > 1 else backend
-    from . import kernel
+    return "numba" if kernel_for(batch_size).available() else "numpy"
 
-    return "numba" if kernel.available() else "numpy"
+
+def kernel_for(batch_size: int):
+    """The fused kernel module for this batch size: `kernel` (batch 1) or `kernel_batch` (imported
+    here, lazily: numba is optional)."""
+    from . import kernel, kernel_batch
+
+    return kernel if batch_size == 1 else kernel_batch
 
 
 def result_fields(config: Config) -> dict:

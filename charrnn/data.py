@@ -126,26 +126,37 @@ _WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 little-endian"), (b"\x00\x00\xfe\xff
               (b"\xff\xfe", "UTF-16 little-endian"), (b"\xfe\xff", "UTF-16 big-endian"))
 
 
-def _read_regular_file(p: Path, limit: int) -> bytes:
-    """The bytes of p, which must be a regular file (checked before opening, so a FIFO cannot block
-    and a device such as /dev/zero is never read) of at most `limit` bytes; any OSError is a CorpusError."""
+def open_regular(path, what: str, error=RNNError):
+    """A binary file object for `path`, refusing anything but a regular file before opening it (a FIFO
+    would block, a device such as /dev/zero never ends); opened non-blocking and checked again on the
+    descriptor. Every refusal and OSError is an `error` naming `what` and the path."""
     try:
-        st = os.stat(p)
+        st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
-            raise CorpusError(f"corpus path is a directory, not a file: {p}")
+            raise error(f"{what} path is a directory, not a file: {path}")
         if not stat.S_ISREG(st.st_mode):
-            raise CorpusError(f"corpus {p} is not a regular file (a pipe, socket or device)")
-        if st.st_size > limit:
-            raise CorpusError(f"corpus {p} has {st.st_size:,} bytes, more than the limit of {limit:,}")
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # replaced since the stat
-                raise CorpusError(f"corpus {p} is not a regular file")
-            raw = fh.read(limit + 1)
+            raise error(f"{what} {path} is not a regular file (a pipe, socket or device)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise CorpusError(f"corpus not found: {p}") from None
+        raise error(f"{what} not found: {path}") from None
     except OSError as exc:
-        raise CorpusError(f"cannot read corpus {p}: {exc.strerror or exc}") from None
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat
+        os.close(fd)
+        raise error(f"{what} {path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_regular_file(p: Path, limit: int) -> bytes:
+    """The bytes of p, a regular file (`open_regular`) of at most `limit` bytes; else a CorpusError."""
+    with open_regular(p, "corpus", CorpusError) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limit:
+            raise CorpusError(f"corpus {p} has {size:,} bytes, more than the limit of {limit:,}")
+        try:
+            raw = fh.read(limit + 1)
+        except OSError as exc:
+            raise CorpusError(f"cannot read corpus {p}: {exc.strerror or exc}") from None
     if len(raw) > limit:
         raise CorpusError(f"corpus {p} has more than the limit of {limit:,} bytes")
     return raw

@@ -78,7 +78,7 @@ def stopped_improving(updates, losses_bits, min_updates: int = 0) -> bool:
     k = int(np.searchsorted(updates, 0.8 * updates[-1], side="right")) - 1
     if k < 0 or k == len(updates) - 1:
         return False
-    return score_at(bits, k) - score_at(bits, len(bits) - 1) < STOP_BITS
+    return improvement_last_fifth(updates, bits) < STOP_BITS
 
 
 def improvement_last_fifth(updates, losses_bits) -> float:
@@ -170,20 +170,15 @@ def top_hit_rate(top: np.ndarray, indices: np.ndarray) -> float:
     return float(np.mean(top[:n, 0] == np.asarray(indices)[1:n + 1]))
 
 
-def carried_state(run) -> np.ndarray:
-    """The hidden state (m,) a run carries in training (its first stream's, with mini-batches): the
-    state every held-out block is read from, as in the run's own evaluations."""
-    return run.hprev if run.hprev.ndim == 1 else run.hprev[0]
-
-
 def start_state_rows(runs: dict, held: np.ndarray) -> list:
     """For {label: Run}: [label, bits from a zero state, bits from the carried state, blocks whose
     loss from zero is 10 or more bits above the carried state's] with the final parameters."""
     from .heldout import block_log_probs
+    from .run import first_stream_state  # the state every held-out block is read from, as in training
 
     rows = []
     for label, run in runs.items():
         zero = -block_log_probs(run.params, held).mean(axis=1) * BITS  # (blocks,)
-        carried = -block_log_probs(run.params, held, carried_state(run)).mean(axis=1) * BITS
+        carried = -block_log_probs(run.params, held, first_stream_state(run)).mean(axis=1) * BITS
         rows.append([label, f"{zero.mean():.3f}", f"{carried.mean():.3f}", f"{int(np.sum(zero - carried >= 10))}"])
     return rows

@@ -40,7 +40,13 @@ from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_
                            I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
                            new_state, unmarshal)
 
-_ERROR = kernel_ops.ERROR  # why the kernel cannot run, or None
+
+@njit(**_JIT)
+def grad_buffers(m, K):
+    """The gradients' arrays (dU^T (K,m) zeroed, dW (m,m), dV (K,m), db (m,), dc (K,)), allocated once
+    per call: forward_backward overwrites the last four and the touched rows of dU^T."""
+    return np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K)
+
 
 @njit(**_JIT)
 def workspace(m, K, T):
@@ -256,7 +262,7 @@ def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate,
     decay = hyper[H_DECAY]
     work = workspace(m, K, T)
     touched = work[7]
-    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = grad_buffers(m, K)
     istate[I_STATUS] = OK
     for _ in range(n_updates):
         u, pos = istate[I_UPDATE], istate[I_POS]
@@ -292,21 +298,11 @@ def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate,
 # ----------------------------------------------------------------------------- from Python
 def available() -> bool:
     """True if the kernel can run (numba imported and the kernel compiles)."""
-    global _ERROR
-    if kernel_ops.numba is None:
-        return False
-    if _ERROR is None and not getattr(available, "_checked", False):
-        try:
-            _warm_up()
-        except Exception as exc:  # noqa: BLE001
-            _ERROR = f"numba failed to compile the kernel ({exc.__class__.__name__}: {exc})"
-        available._checked = True
-    return _ERROR is None
+    return unavailable_reason() is None
 
 
 def unavailable_reason() -> str | None:
-    available()
-    return _ERROR
+    return kernel_ops.compile_status("kernel", _warm_up)
 
 
 def _warm_up():
@@ -345,7 +341,7 @@ def kernel_loss_and_grads(params: dict, inputs, targets, hprev):
     inputs = np.ascontiguousarray(inputs, dtype=np.int64)
     targets = np.ascontiguousarray(targets, dtype=np.int64)
     T = len(inputs)
-    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    grads = grad_buffers(m, K)
     work = workspace(m, K, T)
     loss = forward_backward((np.ascontiguousarray(p[0].T),) + p[1:], inputs, targets,
                             np.asarray(hprev, dtype=np.float64), grads, work)

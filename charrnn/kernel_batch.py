@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import _step, record, transposed_U, write_back_U
+from .kernel import _step, grad_buffers, record, transposed_U, write_back_U
 from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
                            new_state, unmarshal)
+from . import kernel_ops
 from .kernel_ops import _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _tanh, njit
 
-try:
-    from numba import prange
-except Exception:  # noqa: BLE001 - without numba nothing here runs (kernel.available() is False)
-    prange = range
+prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
 
 GROUP = 8  # streams per task: the unit of work of one thread, and of the fixed order of the sums
 
@@ -47,15 +45,15 @@ def _transpose(dst, src):
 
 
 @njit(**_JIT)
-def _group_forward_backward(params, UT, WT, VT, data, starts, T, hprev, grads, work):
+def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work):
     """Summed loss of the nb streams of one group, and their summed gradients.
 
-    UT (K,m), WT (m,m), VT (m,K): transposed copies of U, W, V. Stream b reads
+    params (U^T (K,m), W, V, b, c); WT (m,m), VT (m,K): transposed copies of W, V. Stream b reads
     data[starts[b] : starts[b] + T + 1]; hprev (nb,m). grads = (dUT (K,m) - dU transposed -,
     dW, dV, db, dc), overwritten. work = (H, P, GA, GH, z, q, kbits, targets): one group's rows
     of `batch_workspace`, flat, viewed here as H (T+1,nb,m), P (T*nb,K), GA (T*nb,m), GH (T*nb,m).
     """
-    U, W, V, b, c = params
+    UT, W, V, b, c = params
     dUT, dW, dV, db, dc = grads
     Hf, Pf, GAf, GHf, z, q, kbits, targets = work
     nb, m, K = starts.shape[0], W.shape[0], V.shape[0]
@@ -109,7 +107,7 @@ def batch_workspace(m, K, T, B):
     """Per group g (NG = ceil(B / GROUP) of them), row g of: H (T+1)*GROUP*m, P T*GROUP*K,
     GA and GH T*GROUP*m, z, q (n,) and kbits int64 (n,), n = T*GROUP*K + GROUP*m, targets int64
     (T*GROUP,); and the partial gradients dUT (NG,K,m), dW (NG,m,m), dV (NG,K,m), db (NG,m),
-    dc (NG,K), losses (NG,)."""
+    dc (NG,K), losses (NG,); and room for the transposed copies W^T (m,m), V^T (m,K)."""
     NG = (B + GROUP - 1) // GROUP
     n = T * GROUP * K + GROUP * m
     work = (np.empty((NG, (T + 1) * GROUP * m)), np.empty((NG, T * GROUP * K)), np.empty((NG, T * GROUP * m)),
@@ -117,11 +115,11 @@ def batch_workspace(m, K, T, B):
             np.empty((NG, T * GROUP), dtype=np.int64))
     partial = (np.empty((NG, K, m)), np.empty((NG, m, m)), np.empty((NG, K, m)), np.empty((NG, m)),
                np.empty((NG, K)), np.empty(NG))
-    return work, partial
+    return work, partial, (np.empty((m, m)), np.empty((m, K)))
 
 
 @njit(**_JIT_PAR)
-def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial):
+def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial, transposed):
     """Mean loss of the B sequences data[starts[s] : starts[s] + T] (targets one character on),
     from hprev (B,m); their mean gradients into grads = (dUT, dW, dV, db, dc); touched (K,) set
     for the rows of dUT that are not zero. params (UT, W, V, b, c), U and dU transposed (K,m) as
@@ -130,14 +128,14 @@ def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, p
     UT, W, V, b, c = params
     B, m, K = starts.shape[0], W.shape[0], V.shape[0]
     NG = (B + GROUP - 1) // GROUP
-    WT, VT = np.empty((m, m)), np.empty((m, K))
+    WT, VT = transposed
     _transpose(WT, W)
     _transpose(VT, V)
     dUTs, dWs, dVs, dbs, dcs, losses = partial
     for g in prange(NG):
         s0, s1 = g * GROUP, min(B, (g + 1) * GROUP)
         losses[g] = _group_forward_backward(
-            params, UT, WT, VT, data, starts[s0:s1], T, hprev[s0:s1],
+            params, WT, VT, data, starts[s0:s1], T, hprev[s0:s1],
             (dUTs[g], dWs[g], dVs[g], dbs[g], dcs[g]),
             (work[0][g], work[1][g], work[2][g], work[3][g], work[4][g], work[5][g], work[6][g], work[7][g]))
     dUT_mean, dW, dV, db, dc = grads
@@ -148,16 +146,11 @@ def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, p
     _sum_groups(dV, dVs, B)
     _sum_groups(db, dbs, B)
     _sum_groups(dc, dcs, B)
-    dUT = dUTs[0]  # summed in place into group 0's partial: it is not needed any more
-    for g in range(1, NG):
-        dUT += dUTs[g]
+    _sum_groups(dUT_mean, dUTs, B)
     touched[:] = False
     for s in range(B):
         for t in range(T):
             touched[data[starts[s] + t]] = True
-    for x in range(K):
-        for i in range(m):
-            dUT_mean[x, i] = dUT[x, i] / B
     return loss / B
 
 
@@ -205,8 +198,8 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
     UT, W, V, b, c = params
     B, m, K = hprev.shape[0], W.shape[0], V.shape[0]
     decay = hyper[H_DECAY]
-    work, partial = batch_workspace(m, K, T, B)
-    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
+    work, partial, transposed = batch_workspace(m, K, T, B)
+    grads = grad_buffers(m, K)
     touched = np.zeros(K, dtype=np.bool_)
     starts = np.empty(B, dtype=np.int64)
     istate[I_STATUS] = OK
@@ -214,7 +207,7 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
         u, pos = istate[I_UPDATE], istate[I_POS]
         for s in range(B):
             starts[s] = s * (R_stream - 1) + pos
-        loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial)
+        loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial, transposed)
         if not np.isfinite(loss):
             istate[I_STATUS] = NONFINITE
             return
@@ -230,32 +223,16 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
         istate[I_POS] = pos
 
 
-_STATUS = {"checked": False, "error": None}
-
-
 def available() -> bool:
     """True if the mini-batch kernel runs here (the batch-1 kernel does, and this one compiles:
     about a minute the first time, cached on disk after)."""
-    from . import kernel
-
-    if not kernel.available():
-        return False
-    if not _STATUS["checked"]:
-        try:
-            _warm_up()
-        except Exception as exc:  # noqa: BLE001
-            _STATUS["error"] = f"numba failed to compile the mini-batch kernel ({exc.__class__.__name__}: {exc})"
-        _STATUS["checked"] = True
-    return _STATUS["error"] is None
+    return unavailable_reason() is None
 
 
 def unavailable_reason() -> str | None:
     from . import kernel
 
-    if not kernel.available():
-        return kernel.unavailable_reason()
-    available()
-    return _STATUS["error"]
+    return kernel.unavailable_reason() or kernel_ops.compile_status("mini-batch kernel", _warm_up)
 
 
 def _warm_up():
@@ -297,11 +274,11 @@ def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
     m, K = p[1].shape[0], p[2].shape[0]
     data = np.concatenate([inputs, targets[:, -1:]], axis=1).reshape(-1)  # B windows of T + 1
     starts = np.arange(B, dtype=np.int64) * (T + 1)
-    grads = (np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K))
-    work, partial = batch_workspace(m, K, T, B)
+    grads = grad_buffers(m, K)
+    work, partial, transposed = batch_workspace(m, K, T, B)
     h = np.ascontiguousarray(hprev, dtype=np.float64)
     loss = batch_loss_and_grads((np.ascontiguousarray(p[0].T),) + p[1:], data, starts, T, h, grads,
-                                np.zeros(K, dtype=np.bool_), work, partial)
+                                np.zeros(K, dtype=np.bool_), work, partial, transposed)
     h_last = np.empty((B, m))
     _last_hidden(h_last, work, T, m)
     g = dict(zip(names, grads))

@@ -42,6 +42,23 @@ except Exception as exc:  # noqa: BLE001 - any failure means: no kernel
 _JIT = dict(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"contract"})
 _JIT_DOT = dict(_JIT, fastmath={"contract", "reassoc"})  # dot products only: see `_gemm_nt`
 
+_COMPILED: dict = {}  # kernel name -> None (it compiles and runs) or why it does not
+
+
+def compile_status(name: str, warm_up) -> str | None:
+    """None if numba is here and `warm_up()` (a small call with the argument types training uses:
+    it compiles the kernel, or loads it from numba's cache) runs; else why not. Tried once per process."""
+    if numba is None:
+        return ERROR
+    if name not in _COMPILED:
+        try:
+            warm_up()
+            _COMPILED[name] = None
+        except Exception as exc:  # noqa: BLE001 - any failure means: this kernel does not run
+            _COMPILED[name] = f"numba failed to compile the {name} ({exc.__class__.__name__}: {exc})"
+    return _COMPILED[name]
+
+
 # exp and tanh: x = k ln2 + r, |r| <= ln2/2, ln2 split in two so that k*LN2_HI is exact
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01

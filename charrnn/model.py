@@ -26,6 +26,11 @@ import numpy as np
 PARAM_NAMES = ("U", "W", "V", "b", "c")
 
 
+def param_shapes(K: int, m: int) -> dict:
+    """The shape of each parameter: U (m,K), W (m,m), V (K,m), b (m,), c (K,)."""
+    return {"U": (m, K), "W": (m, m), "V": (K, m), "b": (m,), "c": (K,)}
+
+
 def init_params(K: int, m: int, rng: np.random.Generator, sig: float = 0.01) -> dict:
     """b = c = 0; U, W, V drawn N(0, sig^2) from `rng` (in the order U, W, V)."""
     return {

@@ -74,7 +74,7 @@ class KneserNey:
 
     def block_log2_probs(self, blocks: list, order: int) -> np.ndarray:
         """log2 P_order of each block's character j + 1 given the block's characters before it (the
-        context is cut at the block start, as the RNN starts each block from h = 0): (n, L - 1)
+        context is cut at the block start, as the RNN reads each block from a state that holds nothing of it): (n, L - 1)
         for n blocks of L characters (the held-out blocks of `charrnn.heldout`)."""
         out = np.empty((len(blocks), len(blocks[0]) - 1))
         for r, block in enumerate(blocks):

@@ -71,12 +71,6 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     return ax
 
 
-def wrap_text(text: str, width=96) -> str:
-    """Wrap each line of `text` at `width` columns (so long lines fit a printed page)."""
-    return "\n".join(textwrap.fill(line, width, drop_whitespace=False, replace_whitespace=False) or ""
-                     for line in text.split("\n"))
-
-
 def known_word_fraction(text: str, corpus_text: str) -> float:
     """Share of the words (runs of letters) of `text` that occur as words in `corpus_text`."""
     import re
@@ -167,58 +161,3 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
             fig.text(x, y / H, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
             y -= line_h * (0.5 if line in ("", "\u21b5") else 1)
     return fig
-
-
-BITS = 1 / np.log(2)
-
-
-def plot_validation(runs: dict, ax=None, x="updates", title=None):
-    """Held-out bits per character of each run ({label: Run}) against updates, characters seen
-    (updates x T x B) or training seconds."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.6))
-    shown = []
-    for label, run in runs.items():
-        u = np.array(run.val_updates, dtype=float)
-        shown += list(np.array(run.val_losses[1:]) * BITS)
-        xs = {"updates": u, "characters": u * run.config.seq_length * run.config.batch_size,
-              "seconds": np.array(run.val_seconds)}[x]
-        ax.plot(xs[1:], np.array(run.val_losses[1:]) * BITS, lw=1.3, label=label)
-    xmax = 0.0 if x == "seconds" else max(
-        max(r.val_updates) * (r.config.seq_length * r.config.batch_size if x == "characters" else 1)
-        for r in runs.values())
-    millions_axis(ax, {"updates": "updates", "characters": "characters processed",
-                       "seconds": "training time (s)"}[x], xmax)
-    ax.set_ylabel("held-out bits per character")
-    if shown:  # early evaluations can be far off: keep the scale for where the curves end up
-        lo, q = min(shown), float(np.quantile(shown, 0.85))
-        ax.set_ylim(lo - 0.05 * (q - lo + 0.1), min(max(shown), q + 0.6 * (q - lo + 0.1)))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
-
-
-def plot_seed_band(runs: dict, ax=None, max_points=2000):
-    """Smooth training loss of several seeds, in bits per character: the band between the lowest
-    and the highest, and the mean."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.2, 2.9))
-    n = min(r.update for r in runs.values())
-    S = np.stack([r.smooth_losses[:n] / r.config.seq_length * BITS for r in runs.values()])  # (seeds, n)
-    step = max(1, n // max_points)
-    x = np.arange(0, n, step)
-    ax.fill_between(x, S.min(axis=0)[::step], S.max(axis=0)[::step], alpha=0.3, label=f"range of {len(runs)} seeds")
-    ax.plot(x, S.mean(axis=0)[::step], lw=1.2, label="mean")
-    top = float(np.quantile(S, 0.99))
-    ax.set_ylim(S.min() - 0.05 * (top - S.min()), top)
-    millions_axis(ax, "updates", n)
-    ax.set_ylabel("smooth training loss\n(bits per character)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return ax

@@ -68,6 +68,11 @@ def random_streams(seed: int) -> dict:
     return {"init": np.random.default_rng(init), "sample": np.random.default_rng(sample)}
 
 
+def first_stream_state(run: Run) -> np.ndarray:
+    """hprev (m,) of batch 1, or of the first of the B streams."""
+    return run.hprev if run.hprev.ndim == 1 else run.hprev[0]
+
+
 def zero_state(config: Config) -> np.ndarray:
     return np.zeros(config.m) if config.batch_size == 1 else np.zeros((config.batch_size, config.m))
 

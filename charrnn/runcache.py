@@ -38,31 +38,28 @@ def run_key(corpus: Corpus, config: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _meta_of(path: Path) -> dict | None:
-    """The meta of a cache entry if it reads and every field checks, else None (its arrays unread)."""
-    return read_meta(path)
-
-
 def _run_path(corpus: Corpus, config: Config, runs_dir) -> Path:
     length = f"e{config.epochs}" + (f"u{config.max_updates}" if config.max_updates is not None else "")
     return Path(runs_dir) / f"{run_key(corpus, config)}-{length}.npz"
 
 
-def _serves(meta: dict | None, config: Config) -> bool:
-    """Whether a cached checkpoint's meta is a finished run of exactly `config` (not just of its key)."""
-    if not _same_settings(meta, config):
-        return False
-    stored = Config.from_json(json.dumps(meta["config"]))
-    return ((stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
-            and is_complete(meta["update"], stored, meta["updates_per_epoch"]))
+def _stored_config(meta: dict | None) -> Config | None:
+    """The config of a checkpoint's meta as `read_meta` returns it (checked already, or None)."""
+    return None if meta is None else Config.from_json(json.dumps(meta["config"]))
 
 
 def _same_settings(meta: dict | None, config: Config) -> bool:
     """Whether a checkpoint's meta is of a run with exactly these result fields (any length)."""
-    try:
-        return result_fields(Config.from_json(json.dumps(meta["config"]))) == result_fields(config)
-    except (TypeError, ValueError, KeyError, RNNError):
-        return False
+    stored = _stored_config(meta)
+    return stored is not None and result_fields(stored) == result_fields(config)
+
+
+def _serves(meta: dict | None, config: Config) -> bool:
+    """Whether a cached checkpoint's meta is a finished run of exactly `config` (not just of its key)."""
+    stored = _stored_config(meta)
+    return (stored is not None and result_fields(stored) == result_fields(config)
+            and (stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
+            and is_complete(meta["update"], stored, meta["updates_per_epoch"]))
 
 
 def _set_aside(path: Path, why: str) -> Path:
@@ -79,7 +76,7 @@ def _set_aside(path: Path, why: str) -> Path:
 
 
 def _is_cached(path: Path, config: Config) -> bool:
-    return path.exists() and _serves(_meta_of(path), config)
+    return path.exists() and _serves(read_meta(path), config)
 
 
 _PENDING: dict = {}  # run path -> Future of a background job that will write it
@@ -98,9 +95,10 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     pending = _PENDING.pop(str(path), None)
     if pending is not None:
         _wait_for(pending, path, corpus, config, progress)
+    want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
     run = None
     if path.exists():
-        meta = _meta_of(path)
+        meta = read_meta(path)
         if meta is None:
             _load_or_set_aside(path, corpus)  # sets it aside, saying why
         elif not _same_settings(meta, config):
@@ -110,10 +108,9 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
             if run is not None and _serves(meta, config):
                 return run
     if run is None:  # continue the longest shorter run of these settings that loads
-        want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
         shorter = []
         for other in runs_dir.glob(f"{key}-*.npz"):
-            meta = _meta_of(other)
+            meta = read_meta(other)
             if meta is None:
                 _load_or_set_aside(other, corpus)  # sets it aside, saying why
             elif _same_settings(meta, config) and meta["update"] <= want:
@@ -122,7 +119,6 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
             run = _load_or_set_aside(other, corpus)
             if run is not None:
                 break
-    want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
     _plan(runs_dir, [(path, want, config)])
     return train(corpus, config, run=run, checkpoint=path, progress=progress)
 
@@ -132,9 +128,7 @@ def _load_or_set_aside(path: Path, corpus: Corpus) -> Run | None:
     corpus; else the file is set aside (said in one line) and None returned."""
     try:
         run = load_checkpoint(path)
-        check_corpus(run, corpus)
-        if run.updates_per_epoch != updates_per_epoch(corpus, run.config):
-            raise RNNError(f"{run.updates_per_epoch} updates per epoch, the corpus gives another number")
+        check_corpus(run, corpus)  # the vocabulary, the text and the updates per epoch
     except RNNError as exc:
         _set_aside(path, f"it does not validate ({exc})")
         return None
@@ -156,7 +150,7 @@ def _wait_for(future, path: Path, corpus: Corpus, config: Config, progress) -> N
             future.result(timeout=2.0)  # re-raises the job's error, if any
             break
         except cf.TimeoutError:
-            meta = _meta_of(path) if bar is not None and path.exists() else None
+            meta = read_meta(path) if bar is not None and path.exists() else None
             if meta and meta["update"] > bar.n:
                 bar.update(meta["update"] - bar.n)
     if bar is not None:

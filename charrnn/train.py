@@ -11,12 +11,12 @@ import time
 import numpy as np
 
 from .checkpoint import checkpoint_lock, lock_held, save_checkpoint
-from .config import Config, check_resume_config
+from .config import Config, check_resume_config, kernel_for
 from .data import Corpus, RNNError
 from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
 from .sampling import synthesize
 from .optim import OPTIMIZERS, clip_grads
-from .run import Run, check_corpus, new_run, zero_state
+from .run import Run, check_corpus, first_stream_state, new_run, zero_state
 from .schedule import epoch_plan, split_data, stream_length
 from .validate import check_run
 
@@ -168,11 +168,15 @@ def _sample_if_due(run: Run, data: np.ndarray) -> bool:
     if not (c.sample_every and u % c.sample_every == 0 and u <= c.sample_until):
         return False
     start, reset = _next_start(run, len(data))
-    h0 = run.hprev if run.hprev.ndim == 1 else run.hprev[0]
-    h0 = np.zeros_like(h0) if reset else h0
+    h0 = np.zeros(c.m) if reset else first_stream_state(run)
     text = run.vocab.decode(synthesize(run.params, h0, data[start], c.sample_length, run.rngs["sample"]))
     run.samples.append({"update": u, "smooth_loss": None, "text": text})
     return True
+
+
+def _stream_windows(c: Config, N: int) -> np.ndarray:
+    """Offsets (B,T) of the B streams' sequences from a position e: stream b starts at b (R - 1)."""
+    return np.arange(c.batch_size)[:, None] * (stream_length(N, c.batch_size) - 1) + np.arange(c.seq_length)
 
 
 def _updates_to_next_event(run: Run, target: int, use_kernel: bool) -> int:
@@ -211,7 +215,7 @@ def _evaluate_if_due(run: Run, held: np.ndarray, seconds: float) -> None:
         return
     # each held-out block starts from the state training carries (of the first stream): from a zero
     # state, which training meets only at epoch starts, some networks fall into a degenerate regime
-    val = evaluate_loss(run.params, held, h0=run.hprev if run.hprev.ndim == 1 else run.hprev[0])
+    val = evaluate_loss(run.params, held, h0=first_stream_state(run))
     run.val_seconds.append(seconds)
     run.val_updates.append(run.update)
     run.val_losses.append(val)
@@ -232,7 +236,7 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
         window = np.arange(T)  # (T,)
     else:
         grad_fn = loss_and_grads_batch
-        window = np.arange(B)[:, None] * (R - 1) + np.arange(T)  # (B,T) offsets of the B streams
+        window = _stream_windows(c, len(data))  # (B,T)
     sequential = c.order == "sequential"
     for _ in range(n):
         u = run.update
@@ -269,8 +273,7 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     c = run.config
     if c.batch_size > 1:
         if not kernel_batch.advance(run, data, n):
-            R = stream_length(len(data), c.batch_size)
-            window = np.arange(c.batch_size)[:, None] * (R - 1) + np.arange(c.seq_length) + run.pos  # (B,T)
+            window = _stream_windows(c, len(data)) + run.pos  # (B,T)
             _diverged(run, loss_and_grads_batch(run.params, data[window], data[window + 1], run.hprev)[0])
         return
     plan = (None, None) if c.order == "sequential" else _plan(run, len(data))
@@ -292,9 +295,7 @@ def _kernel_usable(batch_size: int = 1) -> bool:
     """Whether the numba kernel (the mini-batch one for B > 1) runs here; says once, in one line,
     when it does not."""
     global _NOTICE_SHOWN
-    from . import kernel, kernel_batch
-
-    k = kernel if batch_size == 1 else kernel_batch
+    k = kernel_for(batch_size)
     if k.available():
         return True
     if not _NOTICE_SHOWN:

@@ -14,15 +14,14 @@ import math
 import numbers
 import os
 import re
-import stat
 import zipfile
 import zlib
 
 import numpy as np
 
 from .config import BIG, Config
-from .data import RNNError, Vocab
-from .model import PARAM_NAMES
+from .data import RNNError, Vocab, open_regular
+from .model import param_shapes
 
 CHECKPOINT_FORMAT = 1
 MAX_META_BYTES = 64 << 20  # the JSON of meta (samples, held-out history): far below this in any real run
@@ -34,29 +33,6 @@ class CheckpointError(RNNError):
 
 
 # ----------------------------------------------------------------------------- the file and its members
-def open_regular(path, what: str):
-    """A binary file object for `path`, refusing anything but a regular file before opening it (a FIFO
-    would block, a device never ends); opened non-blocking and checked again on the descriptor."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CheckpointError(f"{what} path is a directory: {path}")
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{what} {path} is not a regular file (a pipe or a device?)")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the stat and the open
-        os.close(fd)
-        raise CheckpointError(f"{what} {path} is not a regular file")
-    return os.fdopen(fd, "rb")
-
-
 class _Members:
     """The .npy members of a zip read one by one, each header checked before its data is read."""
 
@@ -110,6 +86,12 @@ class _Members:
 
 
 # ----------------------------------------------------------------------------- meta
+def updates_into_epoch(config: Config, pos: int) -> int:
+    """Updates done in the current epoch at position `pos` (a character offset in sequential order,
+    an index into the epoch's plan in the others)."""
+    return pos // config.seq_length if config.order == "sequential" else pos
+
+
 def _field_error(path, field: str, problem: str, value) -> CheckpointError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -174,7 +156,7 @@ def check_meta(meta, path) -> dict:
     T = config.seq_length
     if config.order == "sequential" and pos % T:
         raise _field_error(path, "pos", f"must be a multiple of seq_length {T}", pos)
-    steps = pos // T if config.order == "sequential" else pos  # updates done in the current epoch
+    steps = updates_into_epoch(config, pos)
     if steps >= upe:
         raise _field_error(path, "pos", f"must be before the end of an epoch of {upe} updates", pos)
     if update != epoch * upe + steps:
@@ -224,7 +206,7 @@ def expected_members(fields: dict, names: set) -> dict:
     update; `bestval/` is there exactly when a best held-out model was recorded."""
     c, K = fields["config"], fields["vocab"].K
     m, B = c.m, c.batch_size
-    shapes = {"U": (m, K), "W": (m, m), "V": (K, m), "b": (m,), "c": (K,)}
+    shapes = param_shapes(K, m)
     groups = ["params", "opt/m", "opt/v"] if c.optimizer == "adam" else ["params", "opt/G"]
     if fields["update"] > 0 or any(n.startswith("best/") for n in names):
         groups.append("best")
@@ -253,19 +235,26 @@ def check_arrays(arrays: dict, fields: dict, path) -> None:
                               f"count {fields['update']}")
 
 
-def read_checkpoint(path) -> tuple[dict, dict]:
-    """(checked meta fields, {member: array}) of a checkpoint; CheckpointError for anything wrong."""
-    with open_regular(path, "checkpoint") as fh:
+# What a damaged zip or .npy member can raise while it is read
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError, OverflowError, UnicodeDecodeError, KeyError)
+
+
+def _read(path, with_arrays: bool):
+    """(meta as stored, its checked fields, {member: array} or None): the zip directory and headers
+    first, then meta, then (with_arrays) every member meta implies. CheckpointError for anything wrong."""
+    with open_regular(path, "checkpoint", CheckpointError) as fh:
         try:
-            size = os.fstat(fh.fileno()).st_size
             with zipfile.ZipFile(fh) as zf:
-                members = _Members(zf, path, size)
+                members = _Members(zf, path, os.fstat(fh.fileno()).st_size)
                 raw = members.read("meta", "str", (), MAX_META_BYTES)
                 try:
                     meta = json.loads(str(raw))
                 except ValueError as exc:
                     raise CheckpointError(f"checkpoint {path}: meta is not JSON ({exc.__class__.__name__})") from None
                 fields = check_meta(meta, path)
+                if not with_arrays:
+                    return meta, fields, None
                 want = expected_members(fields, members.names())
                 extra = members.names() - set(want) - {"meta"}
                 if extra:
@@ -273,9 +262,14 @@ def read_checkpoint(path) -> tuple[dict, dict]:
                 arrays = {name: members.read(name, dtype, shape) for name, (dtype, shape) in want.items()}
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-                RuntimeError, OverflowError, UnicodeDecodeError, KeyError) as exc:
+        except _READ_ERRORS as exc:
             raise CheckpointError(f"not a readable checkpoint: {path} ({exc.__class__.__name__})") from None
+    return meta, fields, arrays
+
+
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(checked meta fields, {member: array}) of a checkpoint; CheckpointError for anything wrong."""
+    _, fields, arrays = _read(path, with_arrays=True)
     check_arrays(arrays, fields, path)
     return fields, arrays
 
@@ -284,13 +278,8 @@ def read_meta(path) -> dict | None:
     """A checkpoint's meta (the JSON object as stored), read without its arrays and returned only if
     every field checks (`check_meta`); None otherwise."""
     try:
-        with open_regular(path, "checkpoint") as fh, zipfile.ZipFile(fh) as zf:
-            members = _Members(zf, path, os.fstat(fh.fileno()).st_size)
-            meta = json.loads(str(members.read("meta", "str", (), MAX_META_BYTES)))
-            check_meta(meta, path)
-            return meta
-    except (RNNError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-            RuntimeError, OverflowError, UnicodeDecodeError, KeyError):
+        return _read(path, with_arrays=False)[0]
+    except RNNError:
         return None
 
 
@@ -299,7 +288,7 @@ def check_run(run) -> None:
     parameter, best and optimiser array float64, C-contiguous, writeable, of its config's shape;
     hprev of shape (m,) or (B, m); the position inside an epoch. RNNError otherwise."""
     c, K = run.config, run.vocab.K
-    shapes = {"U": (c.m, K), "W": (c.m, c.m), "V": (K, c.m), "b": (c.m,), "c": (K,)}
+    shapes = param_shapes(K, c.m)
     groups = {"params": run.params, "best": run.best_params}
     groups.update({f"opt/{k}": v for k, v in run.opt_state.items() if isinstance(v, dict)})
     arrays = {f"{g}/{k}": (tree or {}).get(k) for g, tree in groups.items() if tree is not None for k in shapes}
@@ -310,6 +299,5 @@ def check_run(run) -> None:
                 and a.flags.c_contiguous and a.flags.writeable):
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise RNNError(f"run {name} is {got}, expected a writeable C-ordered float64 array {want[name]}")
-    steps = run.pos // c.seq_length if c.order == "sequential" else run.pos
-    if not (_is_int(run.pos) and 0 <= run.pos and steps < run.updates_per_epoch):
+    if not (_is_int(run.pos) and 0 <= run.pos and updates_into_epoch(c, run.pos) < run.updates_per_epoch):
         raise RNNError(f"run position {run.pos} is outside an epoch of {run.updates_per_epoch} updates")
