@@ -91,6 +91,19 @@ def checkpoint_lock(path):
         fh.close()
 
 
+def check_not_corpus(path, corpus_path) -> None:
+    """Refuse a checkpoint path that is the corpus file itself (saving would replace the text by a zip)."""
+    if corpus_path is None:
+        return
+    try:
+        same = os.path.realpath(path) == os.path.realpath(corpus_path) or (
+            os.path.exists(path) and os.path.exists(corpus_path) and os.path.samefile(path, corpus_path))
+    except OSError:
+        return  # nothing readable at one of them: it cannot be the corpus that was read
+    if same:
+        raise CheckpointError(f"checkpoint {path} is the corpus {corpus_path}: choose another file")
+
+
 def _remove_stale_tmp(path: Path) -> None:
     """Remove temp files of this checkpoint left by a writer that died mid-write (its pid is gone)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):

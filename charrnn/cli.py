@@ -15,7 +15,7 @@ import numpy as np
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
 from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, gradcheck_on_text
 from .sampling import TEMPERATURE_RANGE, sample_chars
-from .checkpoint import checkpoint_lock, load_checkpoint
+from .checkpoint import check_not_corpus, checkpoint_lock, load_checkpoint
 from .config import Config, check_memory, check_resume_config
 from .run import check_corpus, new_run
 from .train import check_heldout, stop_signal, train
@@ -161,9 +161,7 @@ def check_out_path(out: Path, data) -> None:
             raise RNNError(f"--out {out}: no permission to write there")
         if len(f".{out.name}.{2**22}.tmp".encode()) > os.pathconf(parent, "PC_NAME_MAX"):
             raise RNNError(f"--out {out}: the file name is too long (with its temp file's prefix and suffix)")
-        if os.path.realpath(out) == os.path.realpath(data) or (out.exists() and Path(data).exists()
-                                                                and os.path.samefile(out, data)):
-            raise RNNError(f"--out {out} is the corpus --data {data}: choose another file")
+        check_not_corpus(out, data)
     except OSError as exc:
         raise RNNError(f"--out {out}: {exc.strerror or exc}") from None
 

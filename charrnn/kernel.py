@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernel_ops
+from .model import DIVERGED_NATS_PER_CHAR
 from .kernel_ops import _JIT, _axpy_rows, _column_sums, _gemm, _gemm_nt, _gemm_tn, _matvec, _softmax_loss, _tanh, njit
 from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_DECAY, H_EPS, H_ETA, I_ADAM_T,
                            I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
@@ -272,7 +273,7 @@ def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate,
             if resets[pos]:
                 hprev[:] = 0.0
         loss = forward_backward(params, data[e:e + T], data[e + 1:e + T + 1], hprev, grads, work)
-        if not np.isfinite(loss):
+        if not loss <= DIVERGED_NATS_PER_CHAR * T:  # NaN, infinite, or diverged (model.py)
             istate[I_STATUS] = NONFINITE
             return
         record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay)

@@ -25,6 +25,7 @@ from .kernel import _step, grad_buffers, record, transposed_U, write_back_U
 from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
                            new_state, unmarshal)
 from . import kernel_ops
+from .model import DIVERGED_NATS_PER_CHAR
 from .kernel_ops import _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _tanh, njit
 
 prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
@@ -208,7 +209,7 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
         for s in range(B):
             starts[s] = s * (R_stream - 1) + pos
         loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial, transposed)
-        if not np.isfinite(loss):
+        if not loss <= DIVERGED_NATS_PER_CHAR * T:  # NaN, infinite, or diverged (model.py)
             istate[I_STATUS] = NONFINITE
             return
         record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay)

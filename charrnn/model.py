@@ -26,6 +26,12 @@ import numpy as np
 PARAM_NAMES = ("U", "W", "V", "b", "c")
 
 
+# A run has diverged when a sequence's loss is not finite or above this many nats per character:
+# a probability below e^-700 (about 1e-304) is where the numpy forms' float64 softmax underflows to
+# an infinite loss, while the kernels' log-softmax stays finite; one limit makes every backend stop.
+DIVERGED_NATS_PER_CHAR = 700.0
+
+
 def param_shapes(K: int, m: int) -> dict:
     """The shape of each parameter: U (m,K), W (m,m), V (K,m), b (m,), c (K,)."""
     return {"U": (m, K), "W": (m, m), "V": (K, m), "b": (m,), "c": (K,)}

@@ -1,7 +1,6 @@
 """The training loop: updates in the assignment's order (or another), samples, held-out checks, stopping."""
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -10,10 +9,10 @@ import time
 
 import numpy as np
 
-from .checkpoint import checkpoint_lock, lock_held, save_checkpoint
+from .checkpoint import check_not_corpus, checkpoint_lock, lock_held, save_checkpoint
 from .config import Config, check_resume_config, kernel_for
 from .data import Corpus, RNNError
-from .model import evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
+from .model import DIVERGED_NATS_PER_CHAR, evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
 from .sampling import synthesize
 from .optim import OPTIMIZERS, clip_grads
 from .run import Run, check_corpus, first_stream_state, new_run, zero_state
@@ -100,6 +99,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     update, each stream with its own hprev; the loss and gradients are averaged over the B.
     """
     if checkpoint is not None and not lock_held(checkpoint):
+        check_not_corpus(checkpoint, corpus.path)
         with checkpoint_lock(checkpoint):  # one writer per checkpoint
             return train(corpus, config, run=run, checkpoint=checkpoint, progress=progress,
                          callback=callback, time_limit=time_limit)
@@ -245,7 +245,7 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
             run.hprev = zero_state(c)
         X, Y = data[window + e], data[window + e + 1]
         loss, grads, h_last = grad_fn(run.params, X, Y, run.hprev)
-        if not math.isfinite(loss):
+        if not loss <= DIVERGED_NATS_PER_CHAR * T:  # also NaN
             _diverged(run, loss)
         run.smooth_loss = loss if u == 0 else c.smooth * run.smooth_loss + (1 - c.smooth) * loss
         run.loss[u], run.smooth_history[u] = loss, run.smooth_loss

@@ -205,6 +205,8 @@ CASES = [
      "loss became"),
     ("divergence, per-step", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "steps"], None, 1,
      "loss became"),
+    ("divergence, kernel", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "numba"], None, 1,
+     "loss became"),
 ]
 # the divergence cases write no checkpoint: a run that diverges is not saved (the error is the result)
 

@@ -285,3 +285,13 @@ def test_run_cache_serves_only_a_run_of_the_settings_asked_for(corpus, tmp_path,
     assert served.config.eta == cfg.eta
     assert_runs_equal(served, rc.train(corpus, cfg, progress=False))
     assert rc.load_checkpoint(tmp_path / "set-aside" / path.name).config.eta == 0.05  # kept for a look
+
+
+def test_train_refuses_to_checkpoint_over_its_own_corpus(corpus_file):
+    """The library refuses what the CLI refuses: saving the run over the text it reads (the text
+    would become a zip)."""
+    corpus = rc.load_corpus(corpus_file, seq_length=10)
+    before = corpus_file.read_bytes()
+    with pytest.raises(rc.RNNError, match="is the corpus"):
+        rc.train(corpus, small_config(max_updates=5), checkpoint=corpus_file, progress=False)
+    assert corpus_file.read_bytes() == before
