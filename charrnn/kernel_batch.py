@@ -6,7 +6,7 @@ Letters: T steps per sequence, K characters, m hidden units, B streams; paramete
 (U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose optimiser steps it reuses
 with the products, tanh, exp and softmax of `kernel_ops.py`. Each step's recurrent product is a
 matrix product over the streams (H_{t-1} W^T, G_{t+1} W); the output layer and the weight
-gradients are products over all T x B rows.
+gradients are products over all T x B rows. All are BLAS calls (`blas.gemm`, one BLAS thread).
 
 Threads: the streams are cut into groups of GROUP consecutive streams, a number fixed by B alone.
 Each group's forward and backward pass is one task (the tasks run on numba's threads, `prange`),
@@ -26,23 +26,14 @@ from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINIT
                            new_state, unmarshal)
 from . import kernel_ops
 from .model import DIVERGED_NATS_PER_CHAR
-from .kernel_ops import _JIT, _column_sums, _gemm, _gemm_tn, _softmax_loss, _tanh, njit
+from .blas import gemm, one_thread
+from .kernel_ops import _JIT, _column_sums, _softmax_loss, _tanh, _transpose, njit
 
 prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
 
 GROUP = 8  # streams per task: the unit of work of one thread, and of the fixed order of the sums
 
 _JIT_PAR = dict(_JIT, parallel=True)
-
-
-@njit(**_JIT)
-def _transpose(dst, src):
-    """dst (N,M) = src (M,N)^T."""
-    M, N = src.shape
-    for i0 in range(0, M, 8):
-        for j in range(N):
-            for i in range(i0, min(i0 + 8, M)):
-                dst[j, i] = src[i, j]
 
 
 @njit(**_JIT)
@@ -69,30 +60,30 @@ def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work)
             u = UT[data[starts[s] + t]]
             for i in range(m):
                 A[s, i] = b[i] + u[i]
-        _gemm(A, H[t], WT)
+        gemm(A, H[t], WT, False, False)
         _tanh(A.reshape(nb * m), z, q, kbits)
     H1 = H[1:].reshape((T * nb, m))  # rows t*nb + s
     for r in range(T * nb):
         P[r, :] = c
         targets[r] = data[starts[r % nb] + r // nb + 1]
-    _gemm(P, H1, VT)
+    gemm(P, H1, VT, False, False)
     loss = _softmax_loss(P, targets[:T * nb], q, kbits)  # P is now G_o
     dV[:, :] = 0.0
-    _gemm_tn(dV, P, H1)
+    gemm(dV, P, H1, True, False)
     _column_sums(dc, P)
     GH[:, :] = 0.0
-    _gemm(GH, P, V)  # rows V^T g_o
+    gemm(GH, P, V, False, False)  # rows V^T g_o
     for t in range(T - 1, -1, -1):  # G_a_t = (G_o_t V + G_a_{t+1} W) * (1 - H_t^2)
         G = GA[t * nb:(t + 1) * nb]
         G[:, :] = GH[t * nb:(t + 1) * nb]
         if t + 1 < T:
-            _gemm(G, GA[(t + 1) * nb:(t + 2) * nb], W)
+            gemm(G, GA[(t + 1) * nb:(t + 2) * nb], W, False, False)
         Ht = H[t + 1]
         for s in range(nb):
             for i in range(m):
                 G[s, i] *= 1.0 - Ht[s, i] * Ht[s, i]
     dW[:, :] = 0.0
-    _gemm_tn(dW, GA, H[:T].reshape((T * nb, m)))
+    gemm(dW, GA, H[:T].reshape((T * nb, m)), True, False)
     _column_sums(db, GA)
     dUT[:, :] = 0.0
     for r in range(T * nb):  # row x_t of dU^T accumulates g_a_t
@@ -256,9 +247,10 @@ def advance(run, data: np.ndarray, n: int) -> bool:
 
     c = run.config
     a = marshal(run)  # hprev (B,m)
-    run_batch_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
-                      a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"],
-                      stream_length(len(data), c.batch_size))
+    with one_thread():
+        run_batch_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
+                          a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"],
+                          stream_length(len(data), c.batch_size))
     return unmarshal(run, a)
 
 
@@ -278,8 +270,9 @@ def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
     grads = grad_buffers(m, K)
     work, partial, transposed = batch_workspace(m, K, T, B)
     h = np.ascontiguousarray(hprev, dtype=np.float64)
-    loss = batch_loss_and_grads((np.ascontiguousarray(p[0].T),) + p[1:], data, starts, T, h, grads,
-                                np.zeros(K, dtype=np.bool_), work, partial, transposed)
+    with one_thread():
+        loss = batch_loss_and_grads((np.ascontiguousarray(p[0].T),) + p[1:], data, starts, T, h, grads,
+                                    np.zeros(K, dtype=np.bool_), work, partial, transposed)
     h_last = np.empty((B, m))
     _last_hidden(h_last, work, T, m)
     g = dict(zip(names, grads))

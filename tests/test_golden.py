@@ -9,8 +9,11 @@ it fails whenever the numbers move while NUMERICS_VERSION stays. After a deliber
     .venv/bin/python tests/test_golden.py --renew      (rewrites tests/golden.json)
 
 Exact comparison (to the last bit of a float64 printed with repr): runs are deterministic on one
-machine, and a change that moves only the last bits still changes what a cached run holds. (A
-machine whose BLAS sums in another order would also show up here: renewing is right there too.)
+machine, and a change that moves only the last bits still changes what a cached run holds. The last
+bits also depend on the machine's class: the width of the vectors the kernels are compiled for
+(their dot products sum in that many lanes) and the BLAS kernel OpenBLAS picks for the CPU. So the
+numbers are kept per class (`machine_class()`); on a class with none recorded the test is skipped
+and says how to record them (`--renew` writes the class it runs on).
 """
 import json
 import sys
@@ -67,13 +70,24 @@ def _kernel_runs() -> bool:
     return kernel.available()
 
 
+def machine_class() -> str:
+    """What fixes the last bits of a run besides the code: the kernels' vector width and the BLAS."""
+    from charrnn import blas, kernel_ops
+
+    return f"{kernel_ops.vector_bits()}-bit vectors, {blas.BACKEND}"
+
+
 @pytest.fixture(scope="module")
 def golden():
     data = json.loads(GOLDEN.read_text())
     if data["numerics_version"] != rc.NUMERICS_VERSION:
         pytest.fail(f"tests/golden.json holds numbers of numerics version {data['numerics_version']}, the code "
                     f"says {rc.NUMERICS_VERSION}: renew them with `.venv/bin/python tests/test_golden.py --renew`")
-    return data["runs"]
+    runs = data["machines"].get(machine_class())
+    if runs is None:
+        pytest.skip(f"no golden numbers for this machine class ({machine_class()}; recorded: "
+                    f"{', '.join(data['machines'])}): record them with `.venv/bin/python tests/test_golden.py --renew`")
+    return runs
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -100,6 +114,8 @@ if __name__ == "__main__":
         sys.exit("usage: python tests/test_golden.py --renew   (after bumping NUMERICS_VERSION)")
     if not _kernel_runs():
         sys.exit("the numba kernel does not run here: cannot renew its golden numbers")
-    runs = {name: run_case(name) for name in CASES}
-    GOLDEN.write_text(json.dumps({"numerics_version": rc.NUMERICS_VERSION, "runs": runs}, indent=1) + "\n")
-    print(f"wrote {GOLDEN} for numerics version {rc.NUMERICS_VERSION}")
+    old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    machines = old.get("machines", {}) if old.get("numerics_version") == rc.NUMERICS_VERSION else {}
+    machines[machine_class()] = {name: run_case(name) for name in CASES}
+    GOLDEN.write_text(json.dumps({"numerics_version": rc.NUMERICS_VERSION, "machines": machines}, indent=1) + "\n")
+    print(f"wrote {GOLDEN} for numerics version {rc.NUMERICS_VERSION}, machine class {machine_class()}")

@@ -1,0 +1,110 @@
+"""The one matrix product the compiled kernels call, `gemm`: numpy's own OpenBLAS dgemm, bound for
+numba by its symbol name, or a compiled stand-in where numpy has no such library.
+
+Why BLAS here: the kernels' sequence-wide products (the output layer, dV, dW, V^T g_o over all T
+steps) are small (about 25 x 100 x 100), yet OpenBLAS's packed, register-tiled kernels run them
+about twice as fast as the register-blocked loops of `kernel_ops.py` (measured on one core: 68-73
+against 36-38 GFLOP/s). Called from compiled code there is no Python in between (about 0.1 us a call).
+
+How: numpy's pip wheels ship OpenBLAS built for 64-bit integers with the symbols renamed
+(`scipy_cblas_dgemm64_`). Its address is registered with LLVM under the name `charrnn_dgemm`,
+which the kernels call as an external C function. Where it is not found (another numpy build), the
+same name is bound to `_standin`, a compiled C-callable product made of `kernel_ops._gemm`, so
+compiled kernels cached on disk are right either way. `BACKEND` says which one is in use.
+
+Rounding: a BLAS sums each entry of a product in an order fixed by its build and the CPU's kernel
+(OpenBLAS picks one per CPU family); it splits work between threads by blocks of rows and columns,
+never along the sum, so the numbers do not depend on its thread count (tests run 1 and 2).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+from . import kernel_ops
+from .kernel_ops import _JIT, _gemm, njit
+
+SYMBOL = "charrnn_dgemm"
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # the CBLAS enumerations
+BACKEND = "none"  # "openblas (<core>)", "stand-in", or "none" (no numba)
+_THREADS = None  # (get, set) of OpenBLAS's thread count, when found
+
+
+def _openblas():
+    """(dgemm address, core name) of the OpenBLAS inside numpy's wheel, or None; finds its thread
+    count's getter and setter too."""
+    global _THREADS
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here + ".libs", "libscipy_openblas64_*")) +
+                       glob.glob(os.path.join(os.path.dirname(here), "numpy.libs", "libscipy_openblas64_*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            address = ctypes.cast(lib.scipy_cblas_dgemm64_, ctypes.c_void_p).value
+            corename = lib.scipy_openblas_get_corename64_
+            corename.restype = ctypes.c_char_p
+            get, set_ = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+            get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+            _THREADS = (get, set_)
+            return address, corename().decode("ascii", "replace").lower()
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+if kernel_ops.numba is not None:
+    import llvmlite.binding as llvm
+    from numba import carray, cfunc, types
+
+    _i32, _i64, _f8 = types.int32, types.int64, types.float64
+    _ptr = types.CPointer(types.float64)
+
+    @cfunc(types.void(_i32, _i32, _i32, _i64, _i64, _i64, _f8, _ptr, _i64, _ptr, _i64, _f8, _ptr, _i64), cache=True)
+    def _standin(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+        """C = beta C + alpha op(A) op(B), row-major, for the calls `gemm` makes (alpha = beta = 1)."""
+        a = carray(A, (K if ta == TRANS else M, lda))[:, :M if ta == TRANS else K]
+        b = carray(B, (N if tb == TRANS else K, ldb))[:, :K if tb == TRANS else N]
+        _gemm(carray(C, (M, ldc))[:, :N], a.T if ta == TRANS else a, b.T if tb == TRANS else b)
+
+    _found = _openblas()
+    if _found is not None:
+        llvm.add_symbol(SYMBOL, _found[0])
+        BACKEND = f"openblas ({_found[1]})"
+    else:
+        llvm.add_symbol(SYMBOL, _standin.address)
+        BACKEND = "stand-in"
+    # pointers travel as 64-bit integers (the same registers as a pointer on x86-64 and arm64)
+    _dgemm = types.ExternalFunction(SYMBOL, types.void(_i32, _i32, _i32, _i64, _i64, _i64, _f8, _i64, _i64,
+                                                       _i64, _i64, _f8, _i64, _i64))
+else:
+    _dgemm = None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """OpenBLAS on one thread while the kernels run (their products are small, and the mini-batch
+    kernel's own threads take the streams); its thread count is restored after."""
+    if _THREADS is None:
+        yield
+        return
+    get, set_ = _THREADS
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+@njit(**_JIT)
+def gemm(C, A, B, ta, tb):
+    """C (M,N) += op(A) op(B), op(X) = X^T where the flag is True: A (M,J) or (J,M), B (J,N) or
+    (N,J). Each array's rows must be contiguous (row views such as H[1:] are)."""
+    M, N = C.shape
+    J = A.shape[0] if ta else A.shape[1]
+    _dgemm(np.int32(ROW_MAJOR), np.int32(TRANS if ta else NO_TRANS), np.int32(TRANS if tb else NO_TRANS),
+           M, N, J, 1.0, A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 1.0,
+           C.ctypes.data, C.strides[0] // 8)
