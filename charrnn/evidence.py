@@ -6,8 +6,11 @@ Every number here is in bits per character. The rules, stated once:
   and the ones shortly before), not the best evaluation, which would reward lucky timing.
 - Verdict: A beats B only when the difference of their seed means is larger than the larger of the
   two seed ranges (max - min over the seeds); otherwise "no difference at this budget".
-- Stopping: a run has stopped improving when its score improved by less than STOP_BITS over the
-  last fifth of its updates.
+- Stopping: a run has stopped improving when its score improved by less than STOP_BITS over its
+  last STOP_PASSES passes over the training text. (A window fixed in passes, not a fraction of the
+  run: a score that falls by the same amount for every doubling of the updates, as AdaGrad's
+  slowing steps make it do here, falls by the same amount over every last fifth, so a rule on the
+  last fifth would never stop it; `fall_per_doubling` reports that trend beside the verdict.)
 - Mixture: p = lam p_rnn + (1 - lam) p_ngram, lam fitted on one half of the held-out blocks and
   scored on the other half.
 """
@@ -19,7 +22,8 @@ import numpy as np
 
 BITS = 1 / math.log(2)
 SCORE_EVALS = 3  # evaluations averaged into a run's score
-STOP_BITS = 0.01  # "stopped improving": less than this over the last fifth of the run
+STOP_BITS = 0.01  # "stopped improving": less than this over the last STOP_PASSES passes over the text
+STOP_PASSES = 5
 NO_DIFFERENCE = "no difference at this budget"
 
 
@@ -68,24 +72,30 @@ def verdict(name_a: str, scores_a, name_b: str, scores_b) -> dict:
     return {"winner": winner, "diff": diff, "noise": noise, "text": text}
 
 
-def stopped_improving(updates, losses_bits, min_updates: int = 0) -> bool:
+def stopped_improving(updates, losses_bits, window: int, min_updates: int = 0) -> bool:
     """Whether a curve of held-out evaluations (updates (n,), bits (n,)) has stopped improving: the
     score at the last evaluation is less than STOP_BITS below the score at the last evaluation at or
-    before 4/5 of the run's updates. Never before `min_updates`."""
-    updates, bits = np.asarray(updates), np.asarray(losses_bits)
-    if len(updates) < 2 or updates[-1] < max(min_updates, 1):
+    before `window` updates earlier (the updates of STOP_PASSES passes over the training text).
+    Never before `min_updates`, nor before the run is longer than the window."""
+    updates = np.asarray(updates)
+    if len(updates) < 2 or updates[-1] < max(min_updates, 1) or updates[-1] - window <= updates[0]:
         return False
-    k = int(np.searchsorted(updates, 0.8 * updates[-1], side="right")) - 1
-    if k < 0 or k == len(updates) - 1:
-        return False
-    return improvement_last_fifth(updates, bits) < STOP_BITS
+    return improvement_over(updates, losses_bits, window) < STOP_BITS
 
 
-def improvement_last_fifth(updates, losses_bits) -> float:
-    """The score's fall over the last fifth of the updates (bits; negative if it rose)."""
+def improvement_over(updates, losses_bits, window: int) -> float:
+    """The score's fall over the last `window` updates (bits; negative if it rose)."""
     updates, bits = np.asarray(updates), np.asarray(losses_bits)
-    k = max(0, int(np.searchsorted(updates, 0.8 * updates[-1], side="right")) - 1)
+    k = max(0, int(np.searchsorted(updates, updates[-1] - window, side="right")) - 1)
     return score_at(bits, k) - score_at(bits, len(bits) - 1)
+
+
+def fall_per_doubling(updates, losses_bits) -> float:
+    """How much the score falls for each doubling of the updates, over the second half of the run:
+    the least-squares slope of the evaluations against log2(update), negated (bits)."""
+    updates, bits = np.asarray(updates, dtype=float), np.asarray(losses_bits)
+    late = updates >= updates[-1] / 2
+    return float(-np.polyfit(np.log2(updates[late]), bits[late], 1)[0])
 
 
 def mixture_bits(lam: float, logp_a: np.ndarray, logp_b: np.ndarray) -> float:

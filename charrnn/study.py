@@ -2,7 +2,8 @@
 
 A setting changes one thing of the reference (AdaGrad, sequential order, B = 1, m = 100). Each is
 trained at every rate of its grid with the first seed, its rate is the one with the lowest score
-(`evidence.run_score`), and the other seeds are trained at that rate; the first seed's run at that
+(`evidence.run_score`; a winner at an end of the grid makes it grow, see `tune`), and the other
+seeds are trained at that rate; the first seed's run at that
 rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
 best setting is then continued, from its first seed's run, until `evidence.stopped_improving`.
 Jobs run in the background workers of `runcache`; calling the same functions in the notebook loads
@@ -15,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .evidence import curve_bits, run_score, stopped_improving, summarize, verdict
+from .evidence import STOP_PASSES, curve_bits, run_score, stopped_improving, summarize, verdict
 from .runcache import cached_run, run_key, submit_job
 from .train import TrainingDiverged
 
 ADAGRAD_RATES = (0.05, 0.1, 0.2)
 ADAM_RATES = (0.0005, 0.001, 0.002)
 EVALS_PER_RUN = 10  # held-out evaluations in a comparison run (plus the one at update 0)
-CONVERGE_CAP = 12  # the converged run stops at this many times the comparison budget at the latest
+CONVERGE_CAP = 30  # the converged run stops at this many times the comparison budget at the latest
+EXTEND = 2  # a tuned rate at an end of the rates tried: the grid grows beyond it at most this many times
 
 # name: (the change to the reference, its learning-rate grid); the first is the reference itself
 SETTINGS = {
@@ -73,20 +75,31 @@ def _run_or_none(corpus, config: Config, runs_dir, progress=False):
 def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
     """Sweep the rates at the first seed, then the other seeds at the winner.
 
-    Returns {"sweep": {rate: score, inf if diverged}, "eta": winning rate, "edge": whether it is at
-    an end of the grid, "runs": [Run per seed], "scores": [score per seed] (bits per character)}."""
-    sweep, sweep_runs = {}, {}
-    for c in setting["configs"]:
-        run = _run_or_none(corpus, c.replace(seed=setting["seeds"][0]), runs_dir, progress)
-        sweep[c.eta] = run_score(run) if run is not None else float("inf")
-        sweep_runs[c.eta] = run
-    eta = min(sweep, key=sweep.get)
-    best = next(c for c in setting["configs"] if c.eta == eta)
+    When the winner is at an end of the rates tried, the grid grows by one rate beyond it (half the
+    lowest, twice the highest), up to EXTEND times; so a tuned rate is inside the rates tried
+    unless the extensions ran out ("edge"). Returns {"sweep": {rate: score, inf if diverged},
+    "eta": winning rate, "edge": whether it is at an end of the rates tried, "runs": [Run per
+    seed], "scores": [score per seed] (bits per character)}."""
+    sweep, sweep_runs, configs = {}, {}, {}
+    todo = list(setting["configs"])
+    for extension in range(EXTEND + 1):
+        for c in todo:
+            run = _run_or_none(corpus, c.replace(seed=setting["seeds"][0]), runs_dir, progress)
+            sweep[c.eta] = run_score(run) if run is not None else float("inf")
+            sweep_runs[c.eta], configs[c.eta] = run, c
+        eta = min(sweep, key=sweep.get)
+        if eta == min(sweep) and extension < EXTEND:
+            todo = [configs[eta].replace(eta=eta / 2)]
+        elif eta == max(sweep) and extension < EXTEND:
+            todo = [configs[eta].replace(eta=eta * 2)]
+        else:
+            break
+    sweep = dict(sorted(sweep.items()))
+    best = configs[eta]
     runs = [sweep_runs[eta]] + [_run_or_none(corpus, best.replace(seed=s), runs_dir, progress)
                                 for s in setting["seeds"][1:]]
-    rates = setting["rates"]
-    return {"sweep": sweep, "eta": eta, "edge": eta in (min(rates), max(rates)), "config": best,
-            "sweep_runs": sweep_runs, "runs": runs,
+    return {"sweep": sweep, "eta": eta, "edge": eta in (min(sweep), max(sweep)), "config": best,
+            "sweep_runs": dict(sorted(sweep_runs.items())), "runs": runs,
             "scores": [run_score(r) if r is not None else float("inf") for r in runs]}
 
 
@@ -124,15 +137,21 @@ def results(corpus, settings: dict, runs_dir="runs", progress=None) -> dict:
 
 def converge(corpus, config: Config, runs_dir="runs", progress=False):
     """`config`'s run continued, one comparison budget (config.max_updates) at a time, until its
-    held-out score stops improving (`evidence.stopped_improving`, not before twice the budget) or
-    CONVERGE_CAP budgets are done. Returns (Run, whether it stopped by the rule)."""
+    held-out score stops improving (`evidence.stopped_improving` over the updates of STOP_PASSES
+    passes over the training text, not before twice the budget) or CONVERGE_CAP budgets are done.
+    Returns (Run, whether it stopped by the rule)."""
     step = config.max_updates
     for k in range(2, CONVERGE_CAP + 1):
         run = cached_run(corpus, config.replace(max_updates=k * step), runs_dir, progress=progress)
         updates, bits = curve_bits(run)
-        if stopped_improving(updates, bits, min_updates=2 * step):
+        if stopped_improving(updates, bits, stop_window(run), min_updates=2 * step):
             return run, True
     return run, False
+
+
+def stop_window(run) -> int:
+    """The stopping rule's window in updates of `run`: STOP_PASSES passes over its training text."""
+    return STOP_PASSES * run.updates_per_epoch
 
 
 def _converge_job(corpus, config: Config, runs_dir: str) -> int:

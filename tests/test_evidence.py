@@ -115,17 +115,35 @@ def test_verdict_uses_the_larger_of_the_two_ranges():
 def test_stopping_rule_on_a_synthetic_curve():
     u = np.arange(0, 1_000_001, 10_000)
     bits = 2.0 + 1.5 * np.exp(-u / 100_000)  # falls by 1.5 bits, with time constant 100k updates
-    # at update U the last fifth gains 1.5 (exp(-0.8 U/1e5) - exp(-U/1e5)) bits: 0.061 at 300k, 0.0100
-    # at 579k, 0.0086 at 600k. The rule must say "still improving" at 300k and "stopped" at 700k
+    window = 100_000
+    # over the last 100k updates the score falls by 1.5 (e^(1 - U/1e5) - e^(-U/1e5)) = 2.58 e^(-U/1e5)
+    # bits: 0.128 at 300k, 0.0100 at 557k, 0.0094 at 563k. The rule must say "still improving" at 300k
+    # and "stopped" at 700k
     k300, k700 = 30, 70
-    assert not ev.stopped_improving(u[:k300 + 1], bits[:k300 + 1])
-    assert ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1])
-    first = next(k for k in range(2, len(u)) if ev.stopped_improving(u[:k + 1], bits[:k + 1]))
-    # evaluations every 10k, and the score averages the last 3 (a lag of 10k updates at both ends of
-    # the fifth, which nearly cancels): the first stop is on one of the grid points around 579k
-    assert 570_000 <= u[first] <= 610_000
-    assert ev.stopped_improving(u, bits + 0.002 * (u / 1e5))  # a rising tail has stopped too
-    assert not ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1], min_updates=800_000)
+    assert not ev.stopped_improving(u[:k300 + 1], bits[:k300 + 1], window)
+    assert ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1], window)
+    first = next(k for k in range(2, len(u)) if ev.stopped_improving(u[:k + 1], bits[:k + 1], window))
+    # evaluations every 10k, and a score is the mean of the last 3, which multiplies both ends of
+    # the window by (1 + e^0.1 + e^0.2) / 3 = 1.107: the fall is 2.853 e^(-U/1e5) bits, below 0.01
+    # from U = 565k, so the first stop is on the grid point 570k
+    assert u[first] == 570_000
+    assert ev.stopped_improving(u, bits + 0.002 * (u / 1e5), window)  # a rising tail has stopped too
+    assert not ev.stopped_improving(u[:k700 + 1], bits[:k700 + 1], window, min_updates=800_000)
+    assert not ev.stopped_improving(u[:5], bits[:5] * 0, window)  # a run shorter than its window: not yet
+
+
+def test_a_log_linear_fall_never_stops_a_last_fifth_rule_but_stops_a_fixed_window():
+    """Why the window is fixed in passes: a fall of 0.04 bits per doubling is 0.013 bits over every
+    last fifth of any run, while over a fixed window of 100k updates it shrinks below 0.01 by 560k."""
+    u = np.arange(10_000, 2_000_001, 10_000)
+    bits = 3.0 - 0.04 * np.log2(u)
+    assert ev.fall_per_doubling(u, bits) == pytest.approx(0.04, rel=1e-9)
+    for n in (200, 100, 50):  # last fifth at 2M, 1M and 500k updates: 0.04 log2(1.25) = 0.0129 each time
+        k = int(np.searchsorted(u, 0.8 * u[n - 1], side="right")) - 1
+        assert bits[k] - bits[n - 1] == pytest.approx(0.0129, abs=2e-4)
+    first = next(k for k in range(len(u)) if ev.stopped_improving(u[:k + 1], bits[:k + 1], 100_000))
+    # 0.04 log2(U / (U - 100k)) < 0.01 from U = 100k / (1 - 2^-0.25) = 629k (score lag aside)
+    assert 600_000 <= u[first] <= 660_000
 
 
 # ----------------------------------------------------------------------------- mixture
@@ -175,10 +193,36 @@ def test_tune_picks_the_lowest_score_and_trains_the_other_seeds_at_that_rate(cor
     assert r["eta"] == min(r["sweep"], key=r["sweep"].get)
     assert [x.config.seed for x in r["runs"]] == [3, 4] and all(x.config.eta == r["eta"] for x in r["runs"])
     assert r["scores"][0] == r["sweep"][r["eta"]]  # the first seed's run is the sweep's run
-    assert study.budget(res)["runs"] == 2 * (3 + 1)
+    assert study.budget(res)["runs"] == sum(len(v["sweep"]) + 1 for v in res.values())  # the sweeps + seed 4
     v = study.compare(res, "reference", "m = 50")
     assert v["winner"] in (None, "reference", "m = 50")
     run, stopped = study.converge(corpus, r["config"], tmp_path)
     assert run.update > r["config"].max_updates and run.val_updates[0] == 0
     # converging continues the first seed's run: its first evaluations are that run's
     assert run.val_losses[:len(r["runs"][0].val_losses)] == r["runs"][0].val_losses
+
+
+class _Configured:
+    def __init__(self, config):
+        self.config = config
+
+
+@pytest.mark.parametrize("best, tried, edge", [
+    (0.1, [0.05, 0.1, 0.2], False),           # inside the grid: no extension
+    (0.04, [0.025, 0.05, 0.1, 0.2], False),   # at the low end: one rate below it, which loses
+    (0.001, [0.0125, 0.025, 0.05, 0.1, 0.2], True),  # keeps winning at the low end: EXTEND rates, then "edge"
+    (0.5, [0.05, 0.1, 0.2, 0.4, 0.8], False),  # the high end: twice the rate, until one loses
+])
+def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path, best, tried, edge):
+    """Scores are |log(eta / best)|: lowest at `best`; the sweep must grow towards it, one rate at a time."""
+    from charrnn import study
+
+    monkeypatch.setattr(study, "_run_or_none", lambda corpus, c, runs_dir, progress=False: _Configured(c))
+    monkeypatch.setattr(study, "run_score", lambda run: abs(np.log(run.config.eta / best)))
+    ref = rc.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
+    setting = study.plan(ref, updates=60, seeds=2)["reference"]
+    r = study.tune(None, setting, tmp_path)
+    assert list(r["sweep"]) == pytest.approx(tried)
+    assert r["edge"] is edge
+    assert r["eta"] == pytest.approx(min(tried, key=lambda e: abs(np.log(e / best))))
+    assert [x.config.eta for x in r["runs"]] == [r["eta"]] * 2 and [x.config.seed for x in r["runs"]] == [3, 4]
