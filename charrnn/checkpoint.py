@@ -39,6 +39,26 @@ def _unflatten(prefix: str, arrays) -> dict:
 _HELD: dict = {}  # resolved checkpoint path -> open lock file of this process
 
 
+class CheckpointBusy(CheckpointError):
+    """Another process holds the checkpoint's lock: it is training that very run."""
+
+
+def held_elsewhere(path) -> bool:
+    """Whether another process holds the lock of checkpoint `path` now."""
+    if lock_held(path):
+        return False
+    try:
+        fh = open(lock_path(path), "rb")
+    except OSError:
+        return False  # no lock file: nobody writes it
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        return False
+
+
 def lock_held(path) -> bool:
     """Whether this process holds the lock of checkpoint `path`."""
     return str(Path(path).resolve()) in _HELD
@@ -70,7 +90,7 @@ def checkpoint_lock(path):
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.close()
-            raise CheckpointError(f"{path} is being written by another process "
+            raise CheckpointBusy(f"{path} is being written by another process "
                                   f"(lock {lock}); wait for it or choose another --out") from None
         try:  # the holder before us may have removed the file after we opened it: lock the one there now
             same = os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointBusy, held_elsewhere, load_checkpoint
 from .config import Config, result_fields
 from .data import Corpus, RNNError
 from .run import Run, check_corpus
@@ -21,7 +21,7 @@ from .validate import read_meta
 
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
-NUMERICS_VERSION = 6
+NUMERICS_VERSION = 7
 # Part of the key of every run with a held-out part: bump it when the held-out split changes
 # (2: blocks spread over the corpus, charrnn/heldout.py; before: the last part of the corpus;
 # 3: each block scored from the hidden state training carries, not from zero).
@@ -88,13 +88,25 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     trained, continuing the longest cached run of the same settings that stopped earlier (resuming
     is bit-exact, so this equals training from scratch). Interrupted runs are resumed too. A run
     that `prefetch` is training in the background is waited for. A cached file is served only if
-    its stored config equals `config` field by field."""
+    its stored config equals `config` field by field. A run that another process (a background
+    worker) is training is waited for too, then loaded."""
     runs_dir = Path(runs_dir)
     path = _run_path(corpus, config, runs_dir)
-    key = path.stem.split("-")[0]
     pending = _PENDING.pop(str(path), None)
     if pending is not None:
         _wait_for(pending, path, corpus, config, progress)
+    while True:
+        while held_elsewhere(path):
+            time.sleep(0.5)
+        try:
+            return _load_or_train(corpus, config, runs_dir, path, progress)
+        except CheckpointBusy:  # another process began this very run a moment before us
+            continue
+
+
+def _load_or_train(corpus: Corpus, config: Config, runs_dir: Path, path: Path, progress) -> Run:
+    """`cached_run` once no other process is writing `path`."""
+    key = path.stem.split("-")[0]
     want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))
     run = None
     if path.exists():

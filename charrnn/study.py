@@ -5,7 +5,8 @@ trained at every rate of its grid with the first seed, its rate is the one with 
 (`evidence.run_score`; a winner at an end of the grid makes it grow, see `tune`), and the other
 seeds are trained at that rate; the first seed's run at that
 rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
-best setting is then continued, from its first seed's run, until `evidence.stopped_improving`.
+best setting is then continued, from its first seed's run, until `evidence.stopped_improving`
+(`start_converge`: a background job that starts when the sweeps are done).
 Jobs run in the background workers of `runcache`; calling the same functions in the notebook loads
 what they trained (or trains it, when nothing was started in the background).
 """
@@ -154,13 +155,19 @@ def stop_window(run) -> int:
     return STOP_PASSES * run.updates_per_epoch
 
 
-def _converge_job(corpus, config: Config, runs_dir: str) -> int:
-    return converge(corpus, config, runs_dir)[0].update
+def _converge_best_job(corpus, settings: dict, runs_dir: str) -> int:
+    res = {name: tune(corpus, setting, runs_dir) for name, setting in settings.items()}
+    return converge(corpus, res[best_setting(res)]["config"], runs_dir)[0].update
 
 
-def start_converge(corpus, config: Config, runs_dir="runs", workers: int = 2) -> None:
-    """Start `converge` in the background workers."""
-    _JOBS[(str(runs_dir), "converge")] = submit_job(_converge_job, corpus, config, str(runs_dir), workers=workers)
+def start_converge(corpus, settings: dict, runs_dir="runs", workers: int = 2) -> None:
+    """Start, in the background workers, a job that picks the best of `settings` (their `tune`
+    results, from the cached runs) and runs `converge` on it. Submitted after `start`, it is taken
+    by a worker once every tuning job has been taken, so it starts when the sweeps are done (a run
+    still training elsewhere is waited for), while the notebook goes on."""
+    key = (str(runs_dir), "converge")
+    if key not in _JOBS:
+        _JOBS[key] = submit_job(_converge_best_job, corpus, settings, str(runs_dir), workers=workers)
 
 
 def converged(corpus, config: Config, runs_dir="runs", progress=None):

@@ -69,6 +69,24 @@ def test_block_scoring_restarts_at_each_block(corpus):
     assert not np.allclose(lp0, lp)
 
 
+@pytest.mark.parametrize("m, sig, start", [(8, 0.5, False), (100, 0.1, True), (37, 0.3, True)])
+def test_the_compiled_evaluation_equals_the_numpy_one(corpus, m, sig, start):
+    """Blocks longer than the compiled evaluator's chunk of steps (and not a multiple of it), from
+    h = 0 and from a carried state. Tolerance 1e-12 in norm: the two sum the same terms in another
+    order, with tanh and exp within 3 ulp of libm (measured: about 1e-15)."""
+    from charrnn import kernel_eval
+
+    if not kernel_eval.available():
+        pytest.skip(f"no compiled evaluation: {kernel_eval.unavailable_reason()}")
+    params = rc.init_params(corpus.vocab.K, m, np.random.default_rng(m), sig)
+    _, held = corpus.split(0.2)
+    assert held.shape[1] - 1 > kernel_eval.CHUNK and (held.shape[1] - 1) % kernel_eval.CHUNK
+    h0 = np.tanh(np.random.default_rng(2).standard_normal(m)) if start else None
+    got = heldout.block_log_probs(params, held, h0)
+    want = heldout.numpy_block_log_probs(params, held, h0)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-12
+
+
 def test_ngram_block_scores_cut_the_context_at_block_starts(corpus):
     kn = rc.KneserNey(corpus.text, corpus.vocab.chars, max_order=3)
     blocks = heldout.block_texts(corpus.text, 0.2)

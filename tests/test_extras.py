@@ -215,6 +215,36 @@ def test_prefetch_trains_in_the_background_and_equals_training_here(corpus, tmp_
     assert rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
 
 
+def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp_path):
+    """Two workers may ask for the same run (the converged run's job reads every setting's runs
+    while the last sweep still trains): the second waits for the first's lock, then loads the run
+    instead of failing with "being written by another process"."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from charrnn import runcache
+
+    c = cfg(epochs=1)
+    path = runcache._run_path(corpus, c, tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from charrnn.checkpoint import checkpoint_lock\n"
+                               f"with checkpoint_lock({str(path)!r}):\n"
+                               "    print('held', flush=True); time.sleep(2.0)\n"],
+                              cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        run = rc.cached_run(corpus, c, runs_dir=tmp_path)
+        assert time.monotonic() - t0 > 1.0  # it waited for the holder (2 s from "held")
+        assert holder.wait(10) == 0  # the holder ran its course
+        assert_runs_equal(run, rc.train(corpus, c, progress=False))
+    finally:
+        holder.kill()
+
+
 def test_background_workers_exit_when_their_parent_dies(tmp_path):
     """A notebook kernel killed outright must not leave its workers training for minutes: they
     notice the parent is gone and exit, leaving their last checkpoint to be resumed."""
