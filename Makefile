@@ -58,7 +58,7 @@ report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.htm
 	$(PY) -m charrnn.render report/assignment4.ipynb
 
 bench: $(STAMP) $(CORPUS)  ## speed of every implementation side by side, then quality at equal time (~10 min)
-	$(PY) bench.py
+	$(PY) bench.py --runs $(RUNS)
 
 clean:  ## remove rendered reports and Python caches (keeps .venv, data and the trained runs)
 	rm -rf report .pytest_cache __pycache__ */__pycache__

@@ -143,6 +143,18 @@ def matmul_gflops(n=1500, repeats=3):
     return 2 * n ** 3 / best / 1e9
 
 
+def long_run_seconds(corpus, runs_dir):
+    """Training seconds stored in the report's cached long run (its settings as the notebook's
+    defaults give them), or None if it is not in `runs_dir`."""
+    from charrnn.runcache import _run_path
+    from charrnn.validate import read_meta
+
+    long_cfg = rc.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
+    path = _run_path(corpus, long_cfg, runs_dir)
+    meta = read_meta(path) if path.exists() else None
+    return None if meta is None or meta["update"] < LONG_EPOCHS * meta["updates_per_epoch"] else float(meta["seconds"])
+
+
 # ----------------------------------------------------------------------------- quality
 def quality(corpus, budget, seeds):
     numba_threads(1)
@@ -177,6 +189,7 @@ def main():
                     help="wall time, or the CPU time of the timing thread (for a shared machine; the "
                          "rows with 2 threads are then left out) (default: %(default)s)")
     ap.add_argument("--out", default="runs/bench.json", help="JSON results (default: %(default)s)")
+    ap.add_argument("--runs", default="runs", help="the report's run cache, for the long run's measured time")
     a = ap.parse_args()
     corpus = rc.open_corpus()
     K = corpus.vocab.K
@@ -224,6 +237,11 @@ def main():
     print(f"first-render time budget (projection from the fused kernel's rate measured above, not a measured "
           f"run): the report's long run, {LONG_EPOCHS} epochs = {long_updates:,} updates, "
           f"{long_updates / kernel_ups / 60:.1f} min; the {MAIN_EPOCHS}-epoch run {main_updates / kernel_ups:.0f} s")
+    measured = long_run_seconds(corpus, a.runs)
+    print("first-render time budget, measured: " + (
+        f"the report's long run in {a.runs}/ trained in {measured / 60:.1f} min (its checkpoint's training time, in "
+        "the render that trained it: sharing the machine with Part II)" if measured is not None else
+        f"no report long run cached in {a.runs}/ (`make report` trains it)"))
     result = {"clock": a.clock, "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
               "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "matmul_rounds": peaks,
               "load_average": [load0, os.getloadavg()[0]], "speed": rows}
