@@ -64,10 +64,14 @@ if kernel_ops.numba is not None:
 
     @cfunc(types.void(_i32, _i32, _i32, _i64, _i64, _i64, _f8, _ptr, _i64, _ptr, _i64, _f8, _ptr, _i64), cache=True)
     def _standin(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
-        """C = beta C + alpha op(A) op(B), row-major, for the calls `gemm` makes (alpha = beta = 1)."""
+        """C = beta C + alpha op(A) op(B), row-major, for the calls `gemm` and `gemm_set` make
+        (alpha = 1, beta = 1 or 0)."""
         a = carray(A, (K if ta == TRANS else M, lda))[:, :M if ta == TRANS else K]
         b = carray(B, (N if tb == TRANS else K, ldb))[:, :K if tb == TRANS else N]
-        _gemm(carray(C, (M, ldc))[:, :N], a.T if ta == TRANS else a, b.T if tb == TRANS else b)
+        c = carray(C, (M, ldc))[:, :N]
+        if beta == 0.0:
+            c[:, :] = 0.0
+        _gemm(c, a.T if ta == TRANS else a, b.T if tb == TRANS else b)
 
     _found = _openblas()
     if _found is not None:
@@ -100,11 +104,22 @@ def one_thread():
 
 
 @njit(**_JIT)
-def gemm(C, A, B, ta, tb):
-    """C (M,N) += op(A) op(B), op(X) = X^T where the flag is True: A (M,J) or (J,M), B (J,N) or
-    (N,J). Each array's rows must be contiguous (row views such as H[1:] are)."""
+def _product(C, A, B, ta, tb, beta):
     M, N = C.shape
     J = A.shape[0] if ta else A.shape[1]
     _dgemm(np.int32(ROW_MAJOR), np.int32(TRANS if ta else NO_TRANS), np.int32(TRANS if tb else NO_TRANS),
-           M, N, J, 1.0, A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, 1.0,
+           M, N, J, 1.0, A.ctypes.data, A.strides[0] // 8, B.ctypes.data, B.strides[0] // 8, beta,
            C.ctypes.data, C.strides[0] // 8)
+
+
+@njit(**_JIT)
+def gemm(C, A, B, ta, tb):
+    """C (M,N) += op(A) op(B), op(X) = X^T where the flag is True: A (M,J) or (J,M), B (J,N) or
+    (N,J). Each array's rows must be contiguous (row views such as H[1:] are)."""
+    _product(C, A, B, ta, tb, 1.0)
+
+
+@njit(**_JIT)
+def gemm_set(C, A, B, ta, tb):
+    """C (M,N) = op(A) op(B), as `gemm` without reading C (the same bits as zeroing C first)."""
+    _product(C, A, B, ta, tb, 0.0)

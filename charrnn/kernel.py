@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernel_ops
-from .blas import gemm, one_thread
+from .blas import gemm, gemm_set, one_thread
 from .model import DIVERGED_NATS_PER_CHAR
 from .kernel_ops import _JIT, _axpy_rows, _column_sums, _matvec, _softmax_loss, _tanh, _transpose, njit
 from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_DECAY, H_EPS, H_ETA, I_ADAM_T,
@@ -89,11 +89,9 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
     _transpose(VT, V)  # BLAS multiplies by a contiguous V^T about twice as fast as by V transposed
     gemm(P, H[1:], VT, False, False)
     loss = _softmax_loss(P, targets, q, kbits)  # P is now G_o
-    dV[:, :] = 0.0
-    gemm(dV, P, H[1:], True, False)  # dV = G_o^T H_{1..T}
+    gemm_set(dV, P, H[1:], True, False)  # dV = G_o^T H_{1..T}
     _column_sums(dc, P)
-    GH[:, :] = 0.0
-    gemm(GH, P, V, False, False)  # row t: V^T g_o_t
+    gemm_set(GH, P, V, False, False)  # row t: V^T g_o_t
     for t in range(T - 1, -1, -1):  # g_a_t = (V^T g_o_t + W^T g_a_{t+1}) * (1 - h_t^2)
         g = GA[t]
         g[:] = GH[t]
@@ -102,8 +100,7 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
         h = H[t + 1]
         for i in range(m):
             g[i] *= 1.0 - h[i] * h[i]
-    dW[:, :] = 0.0
-    gemm(dW, GA, H[:T], True, False)  # dW = G_a^T H_{0..T-1}
+    gemm_set(dW, GA, H[:T], True, False)  # dW = G_a^T H_{0..T-1}
     _column_sums(db, GA)
     for x in range(K):
         if touched[x]:

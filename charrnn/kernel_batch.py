@@ -26,7 +26,7 @@ from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINIT
                            new_state, unmarshal)
 from . import kernel_ops
 from .model import DIVERGED_NATS_PER_CHAR
-from .blas import gemm, one_thread
+from .blas import gemm, gemm_set, one_thread
 from .kernel_ops import _JIT, _column_sums, _softmax_loss, _tanh, _transpose, njit
 
 prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
@@ -68,11 +68,9 @@ def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work)
         targets[r] = data[starts[r % nb] + r // nb + 1]
     gemm(P, H1, VT, False, False)
     loss = _softmax_loss(P, targets[:T * nb], q, kbits)  # P is now G_o
-    dV[:, :] = 0.0
-    gemm(dV, P, H1, True, False)
+    gemm_set(dV, P, H1, True, False)
     _column_sums(dc, P)
-    GH[:, :] = 0.0
-    gemm(GH, P, V, False, False)  # rows V^T g_o
+    gemm_set(GH, P, V, False, False)  # rows V^T g_o
     for t in range(T - 1, -1, -1):  # G_a_t = (G_o_t V + G_a_{t+1} W) * (1 - H_t^2)
         G = GA[t * nb:(t + 1) * nb]
         G[:, :] = GH[t * nb:(t + 1) * nb]
@@ -82,8 +80,7 @@ def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work)
         for s in range(nb):
             for i in range(m):
                 G[s, i] *= 1.0 - Ht[s, i] * Ht[s, i]
-    dW[:, :] = 0.0
-    gemm(dW, GA, H[:T].reshape((T * nb, m)), True, False)
+    gemm_set(dW, GA, H[:T].reshape((T * nb, m)), True, False)
     _column_sums(db, GA)
     dUT[:, :] = 0.0
     for r in range(T * nb):  # row x_t of dU^T accumulates g_a_t

@@ -22,6 +22,10 @@ if kernel_ops.numba is not None:
     def _call(C, A, B, ta, tb):
         blas.gemm(C, A, B, ta, tb)
 
+    @njit
+    def _call_set(C, A, B, ta, tb):
+        blas.gemm_set(C, A, B, ta, tb)
+
 
 def _operands(rng, M, N, J, ta, tb):
     A = rng.standard_normal((J, M) if ta else (M, J))
@@ -39,6 +43,17 @@ def test_gemm_adds_the_product_for_every_transposition(ta, tb):
     C = C0.copy()
     _call(C, A, B, ta, tb)
     assert np.max(np.abs(C - C0 - want)) < 1e-12
+
+
+@needs_numba
+def test_gemm_set_overwrites_and_gives_the_bits_of_adding_to_zeros():
+    rng = np.random.default_rng(3)
+    A, B, want = _operands(rng, 25, 100, 100, True, False)
+    C = np.full((25, 100), np.nan)  # whatever C held is not read
+    _call_set(C, A, B, True, False)
+    Z = np.zeros((25, 100))
+    _call(Z, A, B, True, False)
+    assert np.array_equal(C, Z) and np.max(np.abs(C - want)) < 1e-12
 
 
 @needs_numba
@@ -60,12 +75,13 @@ def test_the_stand_in_computes_the_same_product_through_its_c_entry(ta, tb):
     M, N, J = 9, 13, 11
     A, B, want = _operands(rng, M, N, J, ta, tb)
     C0 = rng.standard_normal((M, N))
-    C = C0.copy()
     ptr = ctypes.POINTER(ctypes.c_double)
-    blas._standin.ctypes(blas.ROW_MAJOR, blas.TRANS if ta else blas.NO_TRANS, blas.TRANS if tb else blas.NO_TRANS,
-                         M, N, J, 1.0, A.ctypes.data_as(ptr), A.shape[1], B.ctypes.data_as(ptr), B.shape[1],
-                         1.0, C.ctypes.data_as(ptr), N)
-    assert np.max(np.abs(C - C0 - want)) < 1e-12
+    for beta, base in ((1.0, C0), (0.0, 0.0)):  # C += op(A) op(B), and C = op(A) op(B)
+        C = C0.copy()
+        blas._standin.ctypes(blas.ROW_MAJOR, blas.TRANS if ta else blas.NO_TRANS, blas.TRANS if tb else blas.NO_TRANS,
+                             M, N, J, 1.0, A.ctypes.data_as(ptr), A.shape[1], B.ctypes.data_as(ptr), B.shape[1],
+                             beta, C.ctypes.data_as(ptr), N)
+        assert np.max(np.abs(C - base - want)) < 1e-12
 
 
 @needs_numba
