@@ -48,12 +48,9 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
         top = float(np.quantile(s, 0.995))
         lo = float(s.min())
         ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
-        if s[0] > top:
-            # the label sits right of the curve's first drop, at the top of the frame, clear of the curve
-            ax.annotate(f"starts at {s[0]:.1f} (above the frame)", xy=(0, top), xycoords="data",
-                        xytext=(0.25, 0.93), textcoords="axes fraction", fontsize=8, va="top",
-                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9),
-                        arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=2, shrinkB=1))
+        if s[0] > top:  # said just above the frame, clear of the curve and the legend
+            ax.text(0, 1.015, f"\u2191 the first updates are above the frame: the smooth loss starts at {s[0]:.1f}",
+                    transform=ax.transAxes, fontsize=8, va="bottom", ha="left", color="0.3")
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
@@ -67,7 +64,7 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8.5)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)  # clear of the note above the frame
     return ax
 
 
@@ -134,7 +131,8 @@ def panel_lines(text: str, width: int = 44) -> list:
 
 def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
     """A grid of monospace text panels: panels is a list of (title, text). Newlines of the text are
-    drawn as return signs and long lines continue with a hanging indent (see panel_lines). The
+    drawn as return signs, an empty line as a gap of half a line, and long lines continue with a
+    hanging indent (see panel_lines). The
     figure is as wide as the page's text (6.25 in plus padding), so the type is printed at `fontsize` points."""
     import matplotlib.pyplot as plt
 
@@ -158,6 +156,9 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold")
         y = top - title_h
         for line in lines:
+            if line in ("", "\u21b5"):  # an empty line of the text: a gap of half a line, no sign drawn
+                y -= line_h * 0.5          # (a full-size sign would not fit in it: it ran into the next line)
+                continue
             fig.text(x, y / H, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
-            y -= line_h * (0.5 if line in ("", "\u21b5") else 1)
+            y -= line_h
     return fig

@@ -244,3 +244,30 @@ def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path,
     assert r["edge"] is edge
     assert r["eta"] == pytest.approx(min(tried, key=lambda e: abs(np.log(e / best))))
     assert [x.config.eta for x in r["runs"]] == [r["eta"]] * 2 and [x.config.seed for x in r["runs"]] == [3, 4]
+
+
+def test_start_state_rows_count_the_blocks_worse_than_a_uniform_guess(corpus):
+    """A network whose output bias bets on a character the text lacks scores worse than a uniform
+    guess on every block, from either state; one whose bias is the characters' log frequencies
+    scores better on every block."""
+    _, held = corpus.split(0.2)
+    K, m = corpus.vocab.K, 6
+
+    class R:
+        pass
+
+    def run_with_bias(c):
+        r = R()
+        r.params = rc.init_params(K, m, np.random.default_rng(0), 1e-3)
+        r.params["c"] = c
+        r.hprev = np.zeros(m)
+        r.config = rc.Config(m=m, seq_length=10)
+        return r
+
+    counts = np.bincount(corpus.data, minlength=K) + 1.0
+    bad = np.zeros(K)
+    bad[int(np.argmin(counts))] = 30.0  # nearly all probability on the rarest character
+    rows = ev.start_state_rows({"bad": run_with_bias(bad), "unigram": run_with_bias(np.log(counts))}, held)
+    n = str(held.shape[0])
+    assert rows[0][0] == "bad" and rows[0][3:] == [n, n]
+    assert rows[1][3:] == ["0", "0"]
