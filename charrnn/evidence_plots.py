@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plots import millions_axis
+from .plots import comma_ticks, millions_axis
 from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
@@ -170,6 +170,8 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
     b.set_ylim(-0.05 * run.updates_per_epoch, 1.08 * run.updates_per_epoch)  # no point on the frame
     b.set_xlabel("epoch")
     b.set_ylabel("update of the lowest\nsmooth loss in the epoch")
+    comma_ticks(a.xaxis)
+    comma_ticks(b.yaxis)
     b.grid(alpha=0.3)
     fig.tight_layout()
     return fig

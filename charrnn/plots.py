@@ -19,15 +19,24 @@ def save_figure(fig, name: str, folder="figures") -> list:
     return paths
 
 
+def comma_ticks(axis) -> None:
+    """Whole-number tick labels with thousands separators (100,000), as the text writes numbers."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
 def millions_axis(ax, label: str, xmax: float) -> None:
     """Label the x axis `label`, in millions with plain tick numbers when it reaches a million
-    (no bare "1e6" offset at the axis end)."""
+    (no bare "1e6" offset at the axis end), else with thousands separators."""
     from matplotlib.ticker import FuncFormatter
 
     if xmax >= 1e6:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g}"))
         head, _, tail = label.partition(" (")
         label = f"{head} (millions{', ' + tail[:-1] if tail else ''})"
+    else:
+        comma_ticks(ax.xaxis)
     ax.set_xlabel(label, fontsize=ax.xaxis.label.get_fontsize())
 
 
