@@ -237,17 +237,15 @@ def _warm_up():
                           hyperparameters(0.1, 1e-8, 5.0, 0.999, 0.9, 0.999), 2, T, adam, 4)
 
 
-def advance(run, data: np.ndarray, n: int) -> bool:
+def advance(run, data: np.ndarray, n: int, R_stream: int) -> bool:
     """n mini-batch updates of `run` (batch_size B > 1, sequential order) with the kernel, in
-    place; False if a loss became NaN or infinite (the run then stands before that update)."""
-    from .schedule import stream_length
-
+    place; False if a loss became NaN or infinite (the run then stands before that update).
+    R_stream: the length of each of the B streams (`schedule.stream_length`)."""
     c = run.config
     a = marshal(run)  # hprev (B,m)
     with one_thread():
         run_batch_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
-                          a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"],
-                          stream_length(len(data), c.batch_size))
+                          a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"], R_stream)
     return unmarshal(run, a)
 
 

@@ -272,7 +272,7 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
 
     c = run.config
     if c.batch_size > 1:
-        if not kernel_batch.advance(run, data, n):
+        if not kernel_batch.advance(run, data, n, stream_length(len(data), c.batch_size)):
             window = _stream_windows(c, len(data)) + run.pos  # (B,T)
             _diverged(run, loss_and_grads_batch(run.params, data[window], data[window + 1], run.hprev)[0])
         return
