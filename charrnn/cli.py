@@ -280,6 +280,10 @@ def main(argv=None) -> int:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _terminate)
     try:
+        if sys.stdout is None or sys.stderr is None:  # started with a standard stream closed (`>&-`)
+            if sys.stderr is not None:
+                print(f"{PROG} {args.command}: error: standard output is closed", file=sys.stderr)
+            return 1
         return COMMANDS[args.command](args)
     except RNNError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

@@ -382,6 +382,15 @@ def test_a_huge_sample_streams_in_bounded_memory(base):
     assert rss_kb < 400_000  # numpy, numba and the interpreter: ~150 MB; 10**9 int64 indices would be 8 GB
 
 
+def test_sample_with_standard_output_closed_is_refused_in_one_line(base):
+    """`sample ... >&-`: Python starts with no sys.stdout; one line on stderr, exit 1, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "rnn_core", "sample", "--checkpoint", str(base / "ck.npz"),
+                           "--length", "50"], env=env(), stdout=None, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: os.close(1), timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["python -m rnn_core sample: error: standard output is closed"]
+
+
 # ----------------------------------------------------------------------------- the run cache heals
 def _zero_params_bytes(path: Path):
     """Zero the data bytes of params/U inside the zip, as a disk fault would (its CRC then fails)."""
