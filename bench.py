@@ -145,14 +145,13 @@ def matmul_gflops(n=1500, repeats=3):
 
 def long_run_seconds(corpus, runs_dir):
     """Training seconds stored in the report's cached long run (its settings as the notebook's
-    defaults give them), or None if it is not in `runs_dir`."""
-    from charrnn.runcache import _run_path
+    defaults give them), or None if it is not in `runs_dir` finished."""
+    from charrnn.runcache import _run_path, _serves
     from charrnn.validate import read_meta
 
     long_cfg = rc.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
-    path = _run_path(corpus, long_cfg, runs_dir)
-    meta = read_meta(path) if path.exists() else None
-    return None if meta is None or meta["update"] < LONG_EPOCHS * meta["updates_per_epoch"] else float(meta["seconds"])
+    meta = read_meta(_run_path(corpus, long_cfg, runs_dir))
+    return float(meta["seconds"]) if _serves(meta, long_cfg) else None
 
 
 # ----------------------------------------------------------------------------- quality

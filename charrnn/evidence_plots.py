@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plots import comma_ticks, millions_axis
+from .plots import comma_ticks, millions_axis, note_above
 from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
@@ -18,19 +18,17 @@ def _axes(ax, size=(6.2, 3.0)):
     return ax.figure, ax
 
 
-def _zoom(ax, values, above=0.6, note="higher values (the first evaluations) are above the frame") -> bool:
-    """A y range for where the curves end up (the first evaluations are far above). Returns whether
-    some values are above the frame; if so and `note`, the plot says so at its top."""
+def _zoom(ax, values, above=0.6, note="higher values (the first evaluations) are above the frame") -> None:
+    """A y range for where the curves end up (the first evaluations are far above); if some values
+    are above the frame, the plot says so at its top (`note`)."""
     v = np.asarray([x for x in values if np.isfinite(x)])
     if not v.size:
-        return False
+        return
     lo, q = v.min(), float(np.quantile(v, 0.8))
     top = min(v.max(), q + above * (q - lo + 0.1)) + 0.02
     ax.set_ylim(lo - 0.05 * (q - lo + 0.1), top)
-    clipped = bool(v.max() > top)
-    if clipped and note:  # said just above the frame, clear of the curves and the legend
-        ax.text(0, 1.015, "\u2191 " + note, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="0.3")
-    return clipped
+    if v.max() > top and note:
+        note_above(ax, note)
 
 
 def plot_heldout_curve(run, ax=None):
@@ -45,9 +43,8 @@ def plot_heldout_curve(run, ax=None):
     ax.plot(u[-SCORE_EVALS:], bits[-SCORE_EVALS:], "o", ms=7, mfc="none", color="C3",
             label=f"the {SCORE_EVALS} evaluations averaged into the score")
     _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=None)
-    if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # say what the zoom leaves out
-        ax.text(0, 1.015, "\u2191 the first evaluations and the start of training are above the frame",
-                transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="0.3")
+    if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # what the zoom leaves out, the first values included
+        note_above(ax, "the first evaluations and the start of training are above the frame")
     millions_axis(ax, "updates", len(s))
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)

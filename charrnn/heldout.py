@@ -64,17 +64,16 @@ def split_array(data: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarr
     return train, data[starts[:, None] + np.arange(L)]
 
 
-def block_log_probs(params: dict, blocks: np.ndarray, h0=None, compiled: bool = True) -> np.ndarray:
+def block_log_probs(params: dict, blocks: np.ndarray, h0=None) -> np.ndarray:
     """Natural log-probability the RNN gives each block's character j + 1 after reading its characters
     0..j, every block from the same state h0 (m,) (default 0): shape (n, L - 1) for blocks (n, L).
-    All blocks are run side by side: by the compiled `kernel_eval` where it runs (and `compiled`),
-    else by numpy (`numpy_block_log_probs`); the two agree to about 1e-15 relative."""
-    if compiled:
-        from . import kernel_eval
+    All blocks are run side by side: by the compiled `kernel_eval` where it runs, else by numpy
+    (`numpy_block_log_probs`); the two agree to about 1e-15 relative."""
+    from . import kernel_eval
 
-        if kernel_eval.available():
-            m = params["W"].shape[0]
-            return kernel_eval.block_log_probs(params, blocks, np.zeros(m) if h0 is None else h0)
+    if kernel_eval.available():
+        m = params["W"].shape[0]
+        return kernel_eval.block_log_probs(params, blocks, np.zeros(m) if h0 is None else h0)
     return numpy_block_log_probs(params, blocks, h0)
 
 

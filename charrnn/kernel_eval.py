@@ -15,7 +15,7 @@ import numpy as np
 
 from . import kernel_ops
 from .blas import gemm, one_thread
-from .kernel_ops import _JIT, _exp, _tanh, _transpose, njit
+from .kernel_ops import _JIT, _exp, _shift_by_max, _tanh, _transpose, njit
 
 CHUNK = 32  # steps whose outputs are computed together
 
@@ -54,13 +54,8 @@ def _log_probs(UT, W, V, b, c, blocks, h0, out):
             Pc[r, :] = c
         gemm(Pc, H[:rows], VT, False, False)
         for r in range(rows):  # shift each row by its maximum; keep the target's shifted logit
-            o = Pc[r]
-            mx = o[0]
-            for k in range(1, K):
-                mx = max(mx, o[k])
-            for k in range(K):
-                o[k] -= mx
-            target[r] = o[blocks[r % n, t0 + r // n + 1]]
+            _shift_by_max(Pc[r])
+            target[r] = Pc[r, blocks[r % n, t0 + r // n + 1]]
         _exp(Pc.reshape(rows * K), q, kbits)
         for r in range(rows):
             o = Pc[r]

@@ -273,27 +273,33 @@ def _column_sums(y, A):
 
 
 # ----------------------------------------------------------------------------- softmax
+@njit(inline="always", **_JIT)
+def _shift_by_max(o):
+    """o (K,) -= max(o), in place (the maximum taken in four lanes: exact in any order)."""
+    K = o.shape[0]
+    m0 = m1 = m2 = m3 = o[0]
+    k = 0
+    while k + 4 <= K:
+        m0, m1 = max(m0, o[k]), max(m1, o[k + 1])
+        m2, m3 = max(m2, o[k + 2]), max(m3, o[k + 3])
+        k += 4
+    while k < K:
+        m0 = max(m0, o[k])
+        k += 1
+    mx = max(max(m0, m1), max(m2, m3))
+    for k in range(K):
+        o[k] -= mx
+
+
 @njit(**_JIT)
 def _softmax_loss(P, targets, q, kbits):
     """Rows of logits P (n,K) in place to softmax(row) - onehot(target) (g_o); returns the summed
     loss sum_t -log p_t[y_t], each term as log(sum exp) - (o_y - max). targets int (n,)."""
     n, K = P.shape
     loss = 0.0
-    for t in range(n):  # shift each row by its maximum
-        o = P[t]
-        m0 = m1 = m2 = m3 = o[0]
-        k = 0
-        while k + 4 <= K:
-            m0, m1 = max(m0, o[k]), max(m1, o[k + 1])
-            m2, m3 = max(m2, o[k + 2]), max(m3, o[k + 3])
-            k += 4
-        while k < K:
-            m0 = max(m0, o[k])
-            k += 1
-        mx = max(max(m0, m1), max(m2, m3))
-        for k in range(K):
-            o[k] -= mx
-        loss -= o[targets[t]]
+    for t in range(n):
+        _shift_by_max(P[t])
+        loss -= P[t, targets[t]]
     _exp(P.reshape(n * K), q, kbits)
     for t in range(n):
         o = P[t]

@@ -19,6 +19,11 @@ def save_figure(fig, name: str, folder="figures") -> list:
     return paths
 
 
+def note_above(ax, text: str) -> None:
+    """A note just above the plot's frame, clear of the curves and the legend: "\u2191 text"."""
+    ax.text(0, 1.015, "\u2191 " + text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="0.3")
+
+
 def comma_ticks(axis) -> None:
     """Whole-number tick labels with thousands separators (100,000), as the text writes numbers."""
     from matplotlib.ticker import FuncFormatter
@@ -57,9 +62,8 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
         top = float(np.quantile(s, 0.995))
         lo = float(s.min())
         ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
-        if s[0] > top:  # said just above the frame, clear of the curve and the legend
-            ax.text(0, 1.015, f"\u2191 the first updates are above the frame: the smooth loss starts at {s[0]:.1f}",
-                    transform=ax.transAxes, fontsize=8, va="bottom", ha="left", color="0.3")
+        if s[0] > top:
+            note_above(ax, f"the first updates are above the frame: the smooth loss starts at {s[0]:.1f}")
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)

@@ -56,9 +56,10 @@ def _same_settings(meta: dict | None, config: Config) -> bool:
 
 def _serves(meta: dict | None, config: Config) -> bool:
     """Whether a cached checkpoint's meta is a finished run of exactly `config` (not just of its key)."""
+    if not _same_settings(meta, config):
+        return False
     stored = _stored_config(meta)
-    return (stored is not None and result_fields(stored) == result_fields(config)
-            and (stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
+    return ((stored.epochs, stored.max_updates) == (config.epochs, config.max_updates)
             and is_complete(meta["update"], stored, meta["updates_per_epoch"]))
 
 

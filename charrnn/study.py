@@ -156,7 +156,7 @@ def stop_window(run) -> int:
 
 
 def _converge_best_job(corpus, settings: dict, runs_dir: str) -> int:
-    res = {name: tune(corpus, setting, runs_dir) for name, setting in settings.items()}
+    res = results(corpus, settings, runs_dir, progress=False)  # in a worker: no jobs of its own to wait for
     return converge(corpus, res[best_setting(res)]["config"], runs_dir)[0].update
 
 
