@@ -56,8 +56,9 @@ def workspace(m, K, T):
     """The arrays `forward_backward` writes, allocated once per call of `run_updates`:
     H (T+1,m) hidden states, H[0] = hprev; P (T,K) probabilities, then G_o = P - onehot(Y);
     GA (T,m) g_a; GH (T,m) V^T g_o; z, q (n,) float and kbits (n,) int64 for exp and tanh,
-    n = max(T*K, m); touched (K,) bool, the rows of dU^T that are not zero; VT (m,K) = V^T."""
-    n = max(T * K, m)
+    n = max(T*K, m + 7) (room for `_tanh` to pad m); touched (K,) bool, the rows of dU^T that are
+    not zero; VT (m,K) = V^T."""
+    n = max(T * K, m + 7)
     return (np.empty((T + 1, m)), np.empty((T, K)), np.empty((T, m)), np.empty((T, m)),
             np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(K, dtype=np.bool_),
             np.empty((m, K)))
