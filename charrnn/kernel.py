@@ -27,7 +27,16 @@ The kernel's state lives in two small arrays whose slots are named in `kernel_st
 hyperparameters go in hyper (H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2). `advance` moves a
 `Run` forward and is the only caller of `run_updates` in the package.
 
-If numba is missing or fails to compile, `available()` is False and training falls back to numpy.
+float32 (`Config.dtype`): the same functions compiled for float32 arrays (numba specialises on
+the arrays' type): products in float32 (OpenBLAS sgemm), W h as axpys over the rows of W^T (at
+float32, W fits the L1 cache, where axpys run about twice as fast as the dot products), AdaGrad's
+square root and division in float32, tanh and exp through the float64 polynomials rounded to
+float32, the loss summed in float64. `advance` hands the kernel float32 copies of the run's arrays
+and writes them back (exact both ways: a float32 run's float64 arrays hold float32 values), so
+checkpoints keep their float64 format and a float32 run resumes bit for bit.
+
+If numba is missing or fails to compile, `available()` is False and training falls back to numpy
+(a float32 run is refused instead: see `config.check_dtype_runs`).
 Compilation is cached on disk (`cache=True`, in __pycache__): about 20 s the first time, well under
 a second after.
 """
@@ -45,23 +54,27 @@ from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_
 
 
 @njit(**_JIT)
-def grad_buffers(m, K):
-    """The gradients' arrays (dU^T (K,m) zeroed, dW (m,m), dV (K,m), db (m,), dc (K,)), allocated once
-    per call: forward_backward overwrites the last four and the touched rows of dU^T."""
-    return np.zeros((K, m)), np.empty((m, m)), np.empty((K, m)), np.empty(m), np.empty(K)
+def grad_buffers(W, K):
+    """The gradients' arrays (dU^T (K,m) zeroed, dW (m,m), dV (K,m), db (m,), dc (K,)) in W's
+    precision, allocated once per call: forward_backward overwrites the last four and the touched
+    rows of dU^T."""
+    m, f = W.shape[0], W.dtype
+    return np.zeros((K, m), f), np.empty((m, m), f), np.empty((K, m), f), np.empty(m, f), np.empty(K, f)
 
 
 @njit(**_JIT)
-def workspace(m, K, T):
-    """The arrays `forward_backward` writes, allocated once per call of `run_updates`:
+def workspace(W, K, T):
+    """The arrays `forward_backward` writes, allocated once per call of `run_updates`, in W's
+    precision (m = W's size) but for the float64 workspaces of exp and tanh:
     H (T+1,m) hidden states, H[0] = hprev; P (T,K) probabilities, then G_o = P - onehot(Y);
     GA (T,m) g_a; GH (T,m) V^T g_o; z, q (n,) float and kbits (n,) int64 for exp and tanh,
     n = max(T*K, m + 7) (room for `_tanh` to pad m); touched (K,) bool, the rows of dU^T that are
-    not zero; VT (m,K) = V^T."""
+    not zero; VT (m,K) = V^T; WT (m,m) = W^T (float32 only: see `forward_backward`)."""
+    m, f = W.shape[0], W.dtype
     n = max(T * K, m + 7)
-    return (np.empty((T + 1, m)), np.empty((T, K)), np.empty((T, m)), np.empty((T, m)),
+    return (np.empty((T + 1, m), f), np.empty((T, K), f), np.empty((T, m), f), np.empty((T, m), f),
             np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(K, dtype=np.bool_),
-            np.empty((m, K)))
+            np.empty((m, K), f), np.empty((m, m) if W.itemsize == 4 else (0, 0), f))
 
 
 @njit(**_JIT)
@@ -74,8 +87,12 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
     """
     UT, W, V, b, c = params
     dUT, dW, dV, db, dc = grads
-    H, P, GA, GH, z, q, kbits, touched, VT = work
+    H, P, GA, GH, z, q, kbits, touched, VT, WT = work
     T, m, K = inputs.shape[0], W.shape[0], V.shape[0]
+    one = W.dtype.type(1.0)  # the arrays' precision
+    single = W.itemsize == 4
+    if single:  # float32: W (40 KB at m = 100) stays in L1, where axpys beat dot products twice over
+        _transpose(WT, W)
     H[0, :] = hprev
     for t in range(T):  # the recurrence: a_t = b + U x_t + W h_{t-1}, h_t = tanh(a_t)
         a = H[t + 1]
@@ -83,7 +100,10 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
         u = UT[x]
         for i in range(m):
             a[i] = b[i] + u[i]
-        _matvec(a, W, H[t], t % 2 == 1)  # W read forwards and backwards in turn
+        if single:
+            _axpy_rows(a, WT, H[t], t % 2 == 1)  # W h as the rows of W^T weighted by h
+        else:
+            _matvec(a, W, H[t], t % 2 == 1)  # W read forwards and backwards in turn
         _tanh(a, z, q, kbits)
     for t in range(T):  # O = H_{1..T} V^T + c, all steps at once
         P[t, :] = c
@@ -100,7 +120,7 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
             _axpy_rows(g, W, GA[t + 1], t % 2 == 1)  # W read forwards and backwards in turn
         h = H[t + 1]
         for i in range(m):
-            g[i] *= 1.0 - h[i] * h[i]
+            g[i] *= one - h[i] * h[i]
     gemm_set(dW, GA, H[:T], True, False)  # dW = G_a^T H_{0..T-1}
     _column_sums(db, GA)
     for x in range(K):
@@ -137,10 +157,13 @@ def _fast_rsqrt_ok(eps, clip):
 
 @njit(**_JIT)
 def _adagrad(theta, grad, G, eta, eps, clip):
-    """Clip to [-clip, clip], then G += g*g; theta -= eta * g / sqrt(G + eps), entry by entry
-    (1/sqrt by `_rsqrt` where it is valid, else a float64 square root and division)."""
+    """Clip to [-clip, clip], then G += g*g; theta -= eta * g / sqrt(G + eps), entry by entry, in
+    the arrays' precision (1/sqrt by `_rsqrt` in float64 where it is valid, else a square root and
+    division: always in float32)."""
     th, gr, gg = theta.ravel(), grad.ravel(), G.ravel()
-    if _fast_rsqrt_ok(eps, clip):
+    f = th.dtype.type
+    eta, eps, clip = f(eta), f(eps), f(clip)
+    if th.itemsize == 8 and _fast_rsqrt_ok(eps, clip):
         for i in range(th.shape[0]):
             g = min(max(gr[i], -clip), clip)
             gg[i] += g * g
@@ -163,12 +186,16 @@ def _adagrad_rows(UT, dUT, GT, eta, eps, clip, touched):
 
 @njit(**_JIT)
 def _adam(theta, grad, M, Vm, eta, beta1, beta2, eps, clip, c1, c2):
-    """Clip, then Adam: M = b1 M + (1-b1) g; V = b2 V + (1-b2) g^2; theta -= eta (M/c1) / (sqrt(V/c2) + eps)."""
+    """Clip, then Adam: M = b1 M + (1-b1) g; V = b2 V + (1-b2) g^2; theta -= eta (M/c1) / (sqrt(V/c2) + eps),
+    in the arrays' precision."""
     th, gr, mm, vv = theta.ravel(), grad.ravel(), M.ravel(), Vm.ravel()
+    f = th.dtype.type
+    eta, beta1, beta2, eps, clip, c1, c2 = f(eta), f(beta1), f(beta2), f(eps), f(clip), f(c1), f(c2)
+    a1, a2 = f(1.0 - beta1), f(1.0 - beta2)
     for i in range(th.shape[0]):
         g = min(max(gr[i], -clip), clip)
-        mm[i] = beta1 * mm[i] + (1.0 - beta1) * g
-        vv[i] = beta2 * vv[i] + (1.0 - beta2) * g * g
+        mm[i] = beta1 * mm[i] + a1 * g
+        vv[i] = beta2 * vv[i] + a2 * g * g
         th[i] -= eta * (mm[i] / c1) / (np.sqrt(vv[i] / c2) + eps)
 
 
@@ -263,9 +290,9 @@ def _loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate,
     m, K, N = W.shape[0], V.shape[0], data.shape[0]
     planned = starts.shape[0] > 0
     decay = hyper[H_DECAY]
-    work = workspace(m, K, T)
+    work = workspace(W, K, T)
     touched = work[7]
-    grads = grad_buffers(m, K)
+    grads = grad_buffers(W, K)
     istate[I_STATUS] = OK
     for _ in range(n_updates):
         u, pos = istate[I_UPDATE], istate[I_POS]
@@ -338,17 +365,19 @@ def advance(run, data: np.ndarray, n: int, starts=None, resets=None) -> bool:
     return unmarshal(run, a)
 
 
-def kernel_loss_and_grads(params: dict, inputs, targets, hprev):
-    """The kernel's loss and gradients for one sequence, in the shape of `model.loss_and_grads`."""
-    p = tuple(np.ascontiguousarray(params[k], dtype=np.float64) for k in ("U", "W", "V", "b", "c"))
-    m, K = p[1].shape[0], p[2].shape[0]
+def kernel_loss_and_grads(params: dict, inputs, targets, hprev, dtype=np.float64):
+    """The kernel's loss and gradients for one sequence, in the shape of `model.loss_and_grads`;
+    dtype=np.float32 computes them in single precision (the parameters rounded to it first) and
+    returns them as float64 arrays."""
+    p = tuple(np.ascontiguousarray(params[k], dtype=dtype) for k in ("U", "W", "V", "b", "c"))
+    K = p[2].shape[0]
     inputs = np.ascontiguousarray(inputs, dtype=np.int64)
     targets = np.ascontiguousarray(targets, dtype=np.int64)
     T = len(inputs)
-    grads = grad_buffers(m, K)
-    work = workspace(m, K, T)
+    grads = grad_buffers(p[1], K)
+    work = workspace(p[1], K, T)
     loss = forward_backward((np.ascontiguousarray(p[0].T),) + p[1:], inputs, targets,
-                            np.asarray(hprev, dtype=np.float64), grads, work)
-    g = dict(zip(("U", "W", "V", "b", "c"), grads))
+                            np.asarray(hprev, dtype=dtype), grads, work)
+    g = {k: np.asarray(v, dtype=np.float64) for k, v in zip(("U", "W", "V", "b", "c"), grads)}
     g["U"] = np.ascontiguousarray(g["U"].T)  # dU (m,K)
-    return float(loss), g, work[0][T].copy()
+    return float(loss), g, work[0][T].astype(np.float64)

@@ -188,7 +188,7 @@ def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, f
     B, m, K = hprev.shape[0], W.shape[0], V.shape[0]
     decay = hyper[H_DECAY]
     work, partial, transposed = batch_workspace(m, K, T, B)
-    grads = grad_buffers(m, K)
+    grads = grad_buffers(W, K)
     touched = np.zeros(K, dtype=np.bool_)
     starts = np.empty(B, dtype=np.int64)
     istate[I_STATUS] = OK
@@ -262,7 +262,7 @@ def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
     m, K = p[1].shape[0], p[2].shape[0]
     data = np.concatenate([inputs, targets[:, -1:]], axis=1).reshape(-1)  # B windows of T + 1
     starts = np.arange(B, dtype=np.int64) * (T + 1)
-    grads = grad_buffers(m, K)
+    grads = grad_buffers(p[1], K)
     work, partial, transposed = batch_workspace(m, K, T, B)
     h = np.ascontiguousarray(hprev, dtype=np.float64)
     with one_thread():

@@ -1,5 +1,6 @@
 """The compiled building blocks of the training kernels (`kernel.py`, `kernel_batch.py`): the
-step-by-step recurrent products, vectorised tanh and exp, the softmax with its loss. float64 throughout.
+step-by-step recurrent products, vectorised tanh and exp, the softmax with its loss. float64, and
+float32 where the kernel runs in float32 (numba compiles each for the arrays it is given).
 
 How they are fast (m = 100, T = 25, K = 76; `make bench` has the numbers):
 - The recurrent products go one step at a time and are register blocked, reading rows in the

@@ -35,27 +35,39 @@ def _tuple(d: dict) -> tuple:
 
 
 def marshal(run) -> dict:
-    """The kernels' arguments for a Run: parameter, state and best tuples (the run's own arrays,
-    updated in place), the named state slots, the hyperparameters, and a copy of hprev."""
+    """The kernels' arguments for a Run: parameter, state and best tuples, the named state slots,
+    the hyperparameters, and a copy of hprev. In float64 the tuples hold the run's own arrays,
+    updated in place; in float32 they hold float32 copies (exact: a float32 run's arrays hold float32
+    values), which `unmarshal` writes back."""
     c = run.config
     adam = c.optimizer == "adam"
     S = run.opt_state["m"] if adam else run.opt_state["G"]
     R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
     istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
                                run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
-    return {"params": _tuple(run.params), "S": _tuple(S), "R": _tuple(R), "best": _tuple(run.best_params),
-            "istate": istate, "fstate": fstate, "adam": adam, "hprev": np.array(run.hprev, dtype=np.float64),
+    own = {"params": _tuple(run.params), "S": _tuple(S), "R": _tuple(R), "best": _tuple(run.best_params)}
+    single = c.dtype == "float32"
+    if single:
+        copies = {name: tuple(a.astype(np.float32) for a in arrays) for name, arrays in own.items() if name != "R"}
+        copies["R"] = tuple(a.astype(np.float32) for a in own["R"]) if adam else copies["S"]
+    return {**(copies if single else own), "own": own if single else None,
+            "istate": istate, "fstate": fstate, "adam": adam,
+            "hprev": np.array(run.hprev, dtype=np.float32 if single else np.float64),
             "hyper": hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2)}
 
 
 def unmarshal(run, a: dict) -> bool:
-    """Write the named state slots and hprev of `marshal`'s arguments back into the Run; returns
-    False if the kernel stopped on a loss that is not finite."""
+    """Write the named state slots and hprev of `marshal`'s arguments back into the Run (and, in
+    float32, the arrays); returns False if the kernel stopped on a loss that is not finite."""
     istate, fstate = a["istate"], a["fstate"]
+    if a["own"] is not None:
+        for name, arrays in a["own"].items():
+            for own, copy in zip(arrays, a[name]):
+                own[...] = copy
     run.update, run.epoch, run.pos = int(istate[I_UPDATE]), int(istate[I_EPOCH]), int(istate[I_POS])
     run.best_update = int(istate[I_BEST_UPDATE])
     if a["adam"]:
         run.opt_state["t"] = int(istate[I_ADAM_T])
     run.smooth_loss, run.best_smooth = float(fstate[F_SMOOTH]), float(fstate[F_BEST_SMOOTH])
-    run.hprev = a["hprev"]
+    run.hprev = a["hprev"].astype(np.float64)
     return istate[I_STATUS] == OK

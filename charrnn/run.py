@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config, check_memory, resolve_backend
+from .config import Config, check_dtype_runs, check_memory, resolve_backend
 from .data import Corpus, RNNError, Vocab
 from .model import init_params
 from .optim import OPTIMIZERS
@@ -78,6 +78,7 @@ def zero_state(config: Config) -> np.ndarray:
 
 
 def new_run(corpus: Corpus, config: Config) -> Run:
+    check_dtype_runs(config)
     config = config.replace(backend=resolve_backend(config.backend, config.batch_size))
     T, B = config.seq_length, config.batch_size
     upe = updates_per_epoch(corpus, config)
@@ -87,6 +88,8 @@ def new_run(corpus: Corpus, config: Config) -> Run:
     check_memory(config, corpus.vocab.K)  # before anything is allocated
     rngs = random_streams(config.seed)
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
+    if config.dtype == "float32":  # the run holds what the kernel computes with: float32 values in float64 arrays
+        params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
                updates_per_epoch=upe, params=params,
                opt_state=OPTIMIZERS[config.optimizer][0](params), rngs=rngs, hprev=zero_state(config))

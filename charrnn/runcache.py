@@ -31,9 +31,13 @@ SPLIT_VERSION = 3
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content, every config field that decides the numbers (all but how long to
     run and how often to save), NUMERICS_VERSION and, with a held-out part, SPLIT_VERSION."""
-    key = {"corpus": corpus.sha256, "config": result_fields(config), "numerics": NUMERICS_VERSION}
+    fields = result_fields(config)
+    dtype = fields.pop("dtype")
+    key = {"corpus": corpus.sha256, "config": fields, "numerics": NUMERICS_VERSION}
     if config.holdout:  # runs with a held-out part also depend on how it is chosen
         key["split"] = SPLIT_VERSION
+    if dtype != "float64":  # float64 runs keep the keys they had before the float32 mode existed
+        key["dtype"] = dtype
     blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from .checkpoint import check_not_corpus, checkpoint_lock, lock_held, save_checkpoint
-from .config import Config, check_resume_config, kernel_for
+from .config import Config, check_dtype_runs, check_resume_config, kernel_for
 from .data import Corpus, RNNError
 from .model import DIVERGED_NATS_PER_CHAR, evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
 from .sampling import synthesize
@@ -110,6 +110,7 @@ def train(corpus: Corpus, config: Config | None = None, *, run: Run | None = Non
     check_corpus(run, corpus)
     c = run.config
     data, held = check_heldout(corpus, c)
+    check_dtype_runs(c)
     use_kernel = c.backend == "numba" and _kernel_usable(c.batch_size)
     target = run.target_updates()
     if run.best_params is None:

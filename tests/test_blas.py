@@ -68,20 +68,45 @@ def test_gemm_takes_row_views_with_their_stride():
     assert not big[:, :3].any() and not big[:, 9:].any()  # nothing written outside the view
 
 
+# float32: sums of up to 100 products of size about 1, each rounded to float32 (unit roundoff 6e-8):
+# errors of about 1e-6 absolute; 1e-4 leaves room and still catches a wrong transposition or stride.
+F32_TOL = 1e-4
+
+
 @needs_numba
 @pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_the_stand_in_computes_the_same_product_through_its_c_entry(ta, tb):
+def test_gemm_of_float32_arrays_is_sgemm(ta, tb):
+    rng = np.random.default_rng(13 + int(ta) * 2 + int(tb))
+    A, B, _ = _operands(rng, 25, 76, 100, ta, tb)
+    A, B = A.astype(np.float32), B.astype(np.float32)
+    want = (A.T if ta else A).astype(np.float64) @ (B.T if tb else B).astype(np.float64)
+    C0 = rng.standard_normal((25, 76)).astype(np.float32)
+    C = C0.copy()
+    _call(C, A, B, ta, tb)
+    assert C.dtype == np.float32
+    assert np.max(np.abs(C - C0 - want)) < F32_TOL
+    _call_set(C, A, B, ta, tb)
+    assert np.max(np.abs(C - want)) < F32_TOL
+
+
+@needs_numba
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_stand_in_computes_the_same_product_through_its_c_entry(ta, tb, dtype):
     rng = np.random.default_rng(7)
     M, N, J = 9, 13, 11
     A, B, want = _operands(rng, M, N, J, ta, tb)
-    C0 = rng.standard_normal((M, N))
-    ptr = ctypes.POINTER(ctypes.c_double)
+    A, B = A.astype(dtype), B.astype(dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    single = dtype == np.float32
+    ptr = ctypes.POINTER(ctypes.c_float if single else ctypes.c_double)
+    standin, tol = (blas._standin32, F32_TOL) if single else (blas._standin, 1e-12)
     for beta, base in ((1.0, C0), (0.0, 0.0)):  # C += op(A) op(B), and C = op(A) op(B)
         C = C0.copy()
-        blas._standin.ctypes(blas.ROW_MAJOR, blas.TRANS if ta else blas.NO_TRANS, blas.TRANS if tb else blas.NO_TRANS,
-                             M, N, J, 1.0, A.ctypes.data_as(ptr), A.shape[1], B.ctypes.data_as(ptr), B.shape[1],
-                             beta, C.ctypes.data_as(ptr), N)
-        assert np.max(np.abs(C - base - want)) < 1e-12
+        standin.ctypes(blas.ROW_MAJOR, blas.TRANS if ta else blas.NO_TRANS, blas.TRANS if tb else blas.NO_TRANS,
+                       M, N, J, 1.0, A.ctypes.data_as(ptr), A.shape[1], B.ctypes.data_as(ptr), B.shape[1],
+                       beta, C.ctypes.data_as(ptr), N)
+        assert np.max(np.abs(C - base - want)) < tol
 
 
 @needs_numba

@@ -207,6 +207,13 @@ CASES = [
      "loss became"),
     ("divergence, kernel", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "numba"], None, 1,
      "loss became"),
+    ("divergence, float32 kernel", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--dtype", "float32"], None, 1,
+     "loss became"),
+    ("--dtype float16", [*TRAIN, "--out", "new.npz", "--dtype", "float16"], None, 2, "--dtype"),
+    ("--dtype float32 with a mini-batch", [*TRAIN, "--out", "new.npz", "--dtype", "float32", "--batch-size", "4"],
+     None, 1, "batch_size 1"),
+    ("--dtype float32 with numpy", [*TRAIN, "--out", "new.npz", "--dtype", "float32", "--backend", "numpy"],
+     None, 1, "backend numba"),
 ]
 # the divergence cases write no checkpoint: a run that diverges is not saved (the error is the result)
 
