@@ -10,9 +10,7 @@ are held transposed, (K,m), so that a character's column is a contiguous row.
 Only the recurrent products W h_{t-1} (`_matvec`) and W^T g_a (`_axpy_rows`) go step by step; the
 output layer H V^T, dV = G_o^T H, dW = G_a^T H_{0..T-1} and the rows V^T g_o are matrix products over
 all T steps, made by BLAS (`blas.gemm`); `kernel_ops.py` says how the rest, tanh and exp are made
-fast and deterministic. The
-AdaGrad step takes 1/sqrt(G + eps) from a float32 estimate refined by two Newton steps in float64
-(`_rsqrt`), half the cost of a float64 square root and division, within 2 ulp of it.
+fast and deterministic; `kernel_optim.py` makes the optimiser steps.
 
 Precision (measured, m = 5 to 100, weights up to sig 0.1, tests/test_kernel.py): for the same
 parameters and sequence the kernel's loss, last hidden state and gradients equal the numpy form's
@@ -48,9 +46,9 @@ from . import kernel_ops
 from .blas import gemm, gemm_set, one_thread
 from .model import DIVERGED_NATS_PER_CHAR
 from .kernel_ops import _JIT, _axpy_rows, _column_sums, _matvec, _softmax_loss, _tanh, _transpose, njit
-from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_BETA1, H_BETA2, H_CLIP, H_DECAY, H_EPS, H_ETA, I_ADAM_T,
-                           I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
-                           new_state, unmarshal)
+from .kernel_optim import _step
+from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
+                           NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal)
 
 
 @njit(**_JIT)
@@ -134,94 +132,6 @@ def forward_backward(params, inputs, targets, hprev, grads, work):
         for i in range(m):
             d[i] += g[i]
     return loss
-
-
-# ----------------------------------------------------------------------------- optimisers
-@njit(inline="always", **_JIT)
-def _rsqrt(x):
-    """1/sqrt(x) for 1e-30 <= x <= 1e30: a float32 estimate (relative error below 1e-7) refined
-    by two Newton steps in float64 (each squares the error: below 1e-16), within 2 ulp of
-    1/sqrt(x) in float64 and half the cost of its square root and division."""
-    y = np.float64(np.float32(1.0) / np.sqrt(np.float32(x)))
-    h = 0.5 * x
-    y = y * (1.5 - h * y * y)
-    return y * (1.5 - h * y * y)
-
-
-@njit(inline="always", **_JIT)
-def _fast_rsqrt_ok(eps, clip):
-    """G + eps stays in `_rsqrt`'s range: eps >= 1e-30, and G (at most clip^2 more per update)
-    below 1e30 for any run of fewer than 1e14 updates."""
-    return eps >= 1e-30 and clip <= 1e8
-
-
-@njit(**_JIT)
-def _adagrad(theta, grad, G, eta, eps, clip):
-    """Clip to [-clip, clip], then G += g*g; theta -= eta * g / sqrt(G + eps), entry by entry, in
-    the arrays' precision (1/sqrt by `_rsqrt` in float64 where it is valid, else a square root and
-    division: always in float32)."""
-    th, gr, gg = theta.ravel(), grad.ravel(), G.ravel()
-    f = th.dtype.type
-    eta, eps, clip = f(eta), f(eps), f(clip)
-    if th.itemsize == 8 and _fast_rsqrt_ok(eps, clip):
-        for i in range(th.shape[0]):
-            g = min(max(gr[i], -clip), clip)
-            gg[i] += g * g
-            th[i] -= eta * g * _rsqrt(gg[i] + eps)
-    else:
-        for i in range(th.shape[0]):
-            g = min(max(gr[i], -clip), clip)
-            gg[i] += g * g
-            th[i] -= eta * g / np.sqrt(gg[i] + eps)
-
-
-@njit(**_JIT)
-def _adagrad_rows(UT, dUT, GT, eta, eps, clip, touched):
-    """`_adagrad` for U^T (K,m), row by row, visiting only the rows of dU^T that are not zero (the
-    others leave U and G unchanged)."""
-    for x in range(UT.shape[0]):
-        if touched[x]:
-            _adagrad(UT[x], dUT[x], GT[x], eta, eps, clip)
-
-
-@njit(**_JIT)
-def _adam(theta, grad, M, Vm, eta, beta1, beta2, eps, clip, c1, c2):
-    """Clip, then Adam: M = b1 M + (1-b1) g; V = b2 V + (1-b2) g^2; theta -= eta (M/c1) / (sqrt(V/c2) + eps),
-    in the arrays' precision."""
-    th, gr, mm, vv = theta.ravel(), grad.ravel(), M.ravel(), Vm.ravel()
-    f = th.dtype.type
-    eta, beta1, beta2, eps, clip, c1, c2 = f(eta), f(beta1), f(beta2), f(eps), f(clip), f(c1), f(c2)
-    a1, a2 = f(1.0 - beta1), f(1.0 - beta2)
-    for i in range(th.shape[0]):
-        g = min(max(gr[i], -clip), clip)
-        mm[i] = beta1 * mm[i] + a1 * g
-        vv[i] = beta2 * vv[i] + a2 * g * g
-        th[i] -= eta * (mm[i] / c1) / (np.sqrt(vv[i] / c2) + eps)
-
-
-@njit(**_JIT)
-def _step(params, grads, S, R, istate, hyper, adam, touched):
-    """The optimiser step on every parameter: AdaGrad (state S = G) or Adam (S, R the moments).
-    params, grads, S, R hold U, dU and their states transposed, (K,m), as `forward_backward` does;
-    touched (K,) marks the rows of dU^T that are not zero."""
-    eta, eps, clip = hyper[H_ETA], hyper[H_EPS], hyper[H_CLIP]
-    if adam:
-        beta1, beta2 = hyper[H_BETA1], hyper[H_BETA2]
-        t = istate[I_ADAM_T] + 1
-        istate[I_ADAM_T] = t
-        c1, c2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
-        # every entry, also where g = 0: the moments decay
-        _adam(params[0], grads[0], S[0], R[0], eta, beta1, beta2, eps, clip, c1, c2)
-        _adam(params[1], grads[1], S[1], R[1], eta, beta1, beta2, eps, clip, c1, c2)
-        _adam(params[2], grads[2], S[2], R[2], eta, beta1, beta2, eps, clip, c1, c2)
-        _adam(params[3], grads[3], S[3], R[3], eta, beta1, beta2, eps, clip, c1, c2)
-        _adam(params[4], grads[4], S[4], R[4], eta, beta1, beta2, eps, clip, c1, c2)
-        return
-    _adagrad_rows(params[0], grads[0], S[0], eta, eps, clip, touched)
-    _adagrad(params[1], grads[1], S[1], eta, eps, clip)
-    _adagrad(params[2], grads[2], S[2], eta, eps, clip)
-    _adagrad(params[3], grads[3], S[3], eta, eps, clip)
-    _adagrad(params[4], grads[4], S[4], eta, eps, clip)
 
 
 # ----------------------------------------------------------------------------- the training loop

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import _step, grad_buffers, record, transposed_U, write_back_U
+from .kernel import grad_buffers, record, transposed_U, write_back_U
+from .kernel_optim import _step
 from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
                            new_state, unmarshal)
 from . import kernel_ops
