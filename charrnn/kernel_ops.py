@@ -18,9 +18,12 @@ How they are fast (m = 100, T = 25, K = 76; `make bench` has the numbers):
   differently. On CPUs with AVX-512 the vectors are 512 bits wide (`_allow_wide_vectors`).
 
 numba is optional: without it (or with RNN_DISABLE_NUMBA=1) `numba` is None, `ERROR` says why,
-and `njit` leaves functions as they are (nothing here is then called). numba keys its on-disk cache
-on the source, not on the decorator options: after changing only `_JIT`, delete
-charrnn/__pycache__/kernel*.nbi and .nbc so that the kernels are rebuilt.
+and `njit` leaves functions as they are (nothing here is then called).
+
+numba's on-disk cache checks only the date of a function's own file, yet a kernel's cached machine
+code holds the functions it calls from other files and the constants it read from them; it ignores
+the decorator options too. So `_drop_stale_cache` clears the package's numba cache whenever any
+file the kernels are built from has changed (a checkout of another commit included).
 """
 from __future__ import annotations
 
@@ -64,6 +67,45 @@ def _allow_wide_vectors():
 
 
 _allow_wide_vectors()
+
+# every file whose code or constants the compiled kernels are made of
+KERNEL_SOURCES = ("kernel.py", "kernel_batch.py", "kernel_eval.py", "kernel_ops.py", "kernel_optim.py",
+                  "kernel_state.py", "blas.py", "model.py")
+
+
+def _drop_stale_cache(here=os.path.dirname(os.path.abspath(__file__))):
+    """Delete <here>/__pycache__/*.nbi and *.nbc (here: the package) unless they were written for
+    the current contents of KERNEL_SOURCES (a digest kept beside them), so that no kernel runs
+    machine code compiled from older sources. Quietly does nothing where the folder cannot be written."""
+    if numba is None:
+        return
+    import glob
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in KERNEL_SOURCES:
+        with open(os.path.join(here, name), "rb") as fh:
+            digest.update(name.encode() + b"\0" + fh.read())
+    cache = os.path.join(here, "__pycache__")
+    stamp = os.path.join(cache, "kernels.sha256")
+    try:
+        with open(stamp) as fh:
+            if fh.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        for path in glob.glob(os.path.join(cache, "*.nbi")) + glob.glob(os.path.join(cache, "*.nbc")):
+            os.remove(path)
+        os.makedirs(cache, exist_ok=True)
+        with open(f"{stamp}.{os.getpid()}.tmp", "w") as fh:
+            fh.write(digest.hexdigest())
+        os.replace(f"{stamp}.{os.getpid()}.tmp", stamp)
+    except OSError:
+        pass
+
+
+_drop_stale_cache()
 
 
 def vector_bits() -> int:

@@ -185,3 +185,27 @@ def test_the_kernels_compile_wherever_numba_is_installed():
         pytest.skip("numba is not installed here (or RNN_DISABLE_NUMBA is set)")
     assert kernel.available(), kernel.unavailable_reason()
     assert kernel_batch.available(), kernel_batch.unavailable_reason()
+
+
+@pytest.mark.skipif(kernel_ops.numba is None, reason="no numba: no numba cache")
+def test_the_numba_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
+    """numba would keep serving a kernel whose callee in another file changed: the package clears
+    its cache when the digest of the kernel sources differs from the one stored beside it."""
+    import shutil
+
+    for name in kernel_ops.KERNEL_SOURCES:
+        shutil.copy(ROOT / "charrnn" / name, tmp_path / name)
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    old = cache / "kernel.run_updates-1.py311.nbi"
+    old.write_text("stale")
+    kernel_ops._drop_stale_cache(str(tmp_path))  # no digest yet: cleared
+    assert not old.exists() and (cache / "kernels.sha256").exists()
+    kept = cache / "kernel.run_updates-2.py311.nbc"
+    kept.write_text("fresh")
+    kernel_ops._drop_stale_cache(str(tmp_path))  # same sources: kept
+    assert kept.exists()
+    with open(tmp_path / "kernel_ops.py", "a") as fh:  # a callee's file changes
+        fh.write("\n# changed\n")
+    kernel_ops._drop_stale_cache(str(tmp_path))
+    assert not kept.exists()
