@@ -28,8 +28,8 @@ hyperparameters go in hyper (H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2). `
 float32 (`Config.dtype`): the same functions compiled for float32 arrays (numba specialises on
 the arrays' type): products in float32 (OpenBLAS sgemm), W h as axpys over the rows of W^T (at
 float32, W fits the L1 cache, where axpys run about twice as fast as the dot products), AdaGrad's
-square root and division in float32, tanh and exp through the float64 polynomials rounded to
-float32, the loss summed in float64. `advance` hands the kernel float32 copies of the run's arrays
+square root and division in float32 (a reciprocal square root estimate), tanh and exp by float32
+polynomials, the loss summed in float64. `advance` hands the kernel float32 copies of the run's arrays
 and writes them back (exact both ways: a float32 run's float64 arrays hold float32 values), so
 checkpoints keep their float64 format and a float32 run resumes bit for bit.
 
@@ -45,7 +45,8 @@ import numpy as np
 from . import kernel_ops
 from .blas import gemm, gemm_set, one_thread
 from .model import DIVERGED_NATS_PER_CHAR
-from .kernel_ops import _JIT, _axpy_rows, _column_sums, _matvec, _softmax_loss, _tanh, _transpose, njit
+from .kernel_ops import (_JIT, _axpy_rows, _column_sums, _matvec, _softmax_loss, _tanh, _transpose, int_workspace,
+                         njit)
 from .kernel_optim import _step
 from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
                            NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal)
@@ -63,15 +64,16 @@ def grad_buffers(W, K):
 @njit(**_JIT)
 def workspace(W, K, T):
     """The arrays `forward_backward` writes, allocated once per call of `run_updates`, in W's
-    precision (m = W's size) but for the float64 workspaces of exp and tanh:
+    precision (m = W's size):
     H (T+1,m) hidden states, H[0] = hprev; P (T,K) probabilities, then G_o = P - onehot(Y);
-    GA (T,m) g_a; GH (T,m) V^T g_o; z, q (n,) float and kbits (n,) int64 for exp and tanh,
-    n = max(T*K, m + 7) (room for `_tanh` to pad m); touched (K,) bool, the rows of dU^T that are
+    GA (T,m) g_a; GH (T,m) V^T g_o; z, q (n,) float and kbits (n,) int64 (int32) for exp and tanh,
+    n = max(T*K, m + 15) (room for `_tanh` to pad m); touched (K,) bool, the rows of dU^T that are
     not zero; VT (m,K) = V^T; WT (m,m) = W^T (float32 only: see `forward_backward`)."""
     m, f = W.shape[0], W.dtype
-    n = max(T * K, m + 7)
+    n = max(T * K, m + 15)
     return (np.empty((T + 1, m), f), np.empty((T, K), f), np.empty((T, m), f), np.empty((T, m), f),
-            np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(K, dtype=np.bool_),
+            np.empty(n, f), np.empty(n, f), int_workspace(W, n),
+            np.zeros(K, dtype=np.bool_),
             np.empty((m, K), f), np.empty((m, m) if W.itemsize == 4 else (0, 0), f))
 
 

@@ -143,6 +143,8 @@ def compile_status(name: str, warm_up) -> str | None:
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
+# the float32 split (9 bits in the high part: k * LN2_HI_SINGLE is exact in float32 for |k| < 2^15)
+LN2_HI_SINGLE, LN2_LO_SINGLE = 0.693359375, -2.12194440e-4
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -175,14 +177,73 @@ def _reduce(z, q, kbits):
         kbits[i] = (np.int64(k) + 1023) << 52
 
 
+@njit(inline="always", **_JIT)
+def _expm1_reduced_single(r):
+    """float32 e^r - 1 for |r| <= ln2/2: Taylor series to r^7 (the rest is below 1.5e-8 relative,
+    a quarter of float32's unit roundoff)."""
+    f = np.float32
+    p = f(1.0 / 5040.0)
+    p = p * r + f(1.0 / 720.0)
+    p = p * r + f(1.0 / 120.0)
+    p = p * r + f(1.0 / 24.0)
+    p = p * r + f(1.0 / 6.0)
+    p = p * r + f(0.5)
+    p = p * r + f(1.0)
+    return p * r
+
+
+@njit(**_JIT)
+def _reduce_single(z, q, kbits):
+    """`_reduce` in float32, for -87 <= z <= 0: kbits int32, the bits of the float32 2^k."""
+    f = np.float32
+    for i in range(z.shape[0]):
+        k = np.floor(z[i] * f(LOG2E) + f(0.5))
+        q[i] = _expm1_reduced_single((z[i] - k * f(LN2_HI_SINGLE)) - k * f(LN2_LO_SINGLE))
+        kbits[i] = np.int32((k + f(127.0)) * f(8388608.0))  # (k + 127) << 23, kept in 32 bits (numba widens int32 sums)
+
+
+def _reduce_any(z, q, kbits):
+    """`_reduce` or, for float32 workspaces, `_reduce_single` (chosen when numba compiles)."""
+
+
+def _powers(kbits):
+    """kbits (n,) as the floats 2^k whose bits they hold: float64 for int64, float32 for int32."""
+
+
+def int_workspace(like, n):
+    """An empty (n,) integer array as wide as the floats of the array `like` (kbits for them)."""
+
+
+if numba is not None:
+    from numba.extending import overload
+
+    @overload(_reduce_any, jit_options=_JIT)
+    def _reduce_any_typed(z, q, kbits):
+        return (lambda z, q, kbits: _reduce_single(z, q, kbits)) if z.dtype.bitwidth == 32 else \
+            (lambda z, q, kbits: _reduce(z, q, kbits))
+
+    @overload(int_workspace, jit_options=_JIT)
+    def _int_workspace_typed(like, n):
+        return (lambda like, n: np.empty(n, np.int32)) if like.dtype.bitwidth == 32 else \
+            (lambda like, n: np.empty(n, np.int64))
+
+    @overload(_powers, jit_options=_JIT)
+    def _powers_typed(kbits):
+        return (lambda kbits: kbits.view(np.float32)) if kbits.dtype.bitwidth == 32 else \
+            (lambda kbits: kbits.view(np.float64))
+
+
 @njit(**_JIT)
 def _exp(a, q, kbits):
-    """a (n,) = exp(a) in place for a <= 0 (below -708 taken as -708: exp is then < 1e-307)."""
+    """a (n,) = exp(a) in place for a <= 0 (below -708 taken as -708: exp is then < 1e-307; in
+    float32, below -87 as -87: exp is then < 2e-38). q, kbits: workspaces of a's precision (q of
+    a's type, kbits int64 or int32)."""
     n = a.shape[0]
+    low = a.dtype.type(-708.0 if a.itemsize == 8 else -87.0)
     for i in range(n):
-        a[i] = -708.0 if a[i] < -708.0 else a[i]
-    _reduce(a, q[:n], kbits[:n])
-    s = kbits[:n].view(np.float64)  # 2^k
+        a[i] = low if a[i] < low else a[i]
+    _reduce_any(a, q[:n], kbits[:n])
+    s = _powers(kbits[:n])  # 2^k
     for i in range(n):
         a[i] = s[i] * q[i] + s[i]
 
@@ -190,22 +251,25 @@ def _exp(a, q, kbits):
 @njit(**_JIT)
 def _tanh(a, z, q, kbits):
     """a (n,) = tanh(a) in place: with e = e^{-2|a|} - 1 (no cancellation near 0),
-    tanh|a| = -e / (2 + e). |a| > 20 gives +-1 as in libm. z, q, kbits are float64 workspaces
-    (float64 whatever a's precision); where they have room, n is padded with zeros to a multiple of
-    8, so that the polynomial runs in whole vectors (a scalar tail of 4 at m = 100 cost a quarter of
-    the time; each entry's result is the same either way)."""
+    tanh|a| = -e / (2 + e). |a| > 20 gives +-1 as in libm. z, q, kbits are workspaces of a's
+    precision (z, q of a's type, kbits int64 or int32); where they have room, n is padded with zeros
+    to a multiple of 8 (float64) or 16 (float32), so that the polynomial runs in whole vectors (a
+    scalar tail of 4 at m = 100 cost a quarter of the time; each entry's result is the same either way)."""
     n = a.shape[0]
+    f = a.dtype.type
+    one, two, top = f(1.0), f(2.0), f(20.0)
     for i in range(n):
         w = abs(a[i])
-        z[i] = -2.0 * (20.0 if w > 20.0 else w)
-    n8 = min((n + 7) // 8 * 8, z.shape[0], q.shape[0], kbits.shape[0])
+        z[i] = -two * (top if w > top else w)
+    lanes = 64 // a.itemsize  # one 512-bit vector: 8 float64 or 16 float32
+    n8 = min((n + lanes - 1) // lanes * lanes, z.shape[0], q.shape[0], kbits.shape[0])
     for i in range(n, n8):
         z[i] = 0.0
-    _reduce(z[:n8], q[:n8], kbits[:n8])
-    s = kbits[:n].view(np.float64)
+    _reduce_any(z[:n8], q[:n8], kbits[:n8])
+    s = _powers(kbits[:n])
     for i in range(n):
-        e = s[i] * q[i] + (s[i] - 1.0)
-        t = -e / (2.0 + e)
+        e = s[i] * q[i] + (s[i] - one)
+        t = -e / (two + e)
         a[i] = t if a[i] >= 0.0 else -t
 
 

@@ -55,19 +55,21 @@ def test_float32_gradients_pass_their_own_check(corpus, m, sig, spot):
 
 
 @needs_kernel
-def test_tanh_and_exp_of_float32_arrays_are_rounded_from_float64():
-    """float32 arrays go through the float64 polynomials: within one float32 ulp of libm's float64 value."""
+def test_tanh_and_exp_in_float32_are_within_a_few_ulp():
+    """The float32 polynomials (exp to r^7 after reduction by ln 2) against libm's float64 values,
+    in float32 ulp: measured at most 2.4 ulp for tanh (its division and subtraction round too) and
+    0.94 for exp; held to 3 and 2."""
     z = np.linspace(-12, 12, 4001).astype(np.float32)
     t = z.copy()
     n = len(z) + 8
-    kernel_ops._tanh(t, np.empty(n), np.empty(n), np.empty(n, dtype=np.int64))
+    kernel_ops._tanh(t, np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.int32))
     ref = np.tanh(z.astype(np.float64))
     assert t.dtype == np.float32
-    assert np.all(np.abs(t - ref) <= np.spacing(np.abs(ref).astype(np.float32)))
+    assert np.all(np.abs(t - ref) <= 3 * np.spacing(np.abs(ref).astype(np.float32)))
     e = np.linspace(-80, 0, 4001).astype(np.float32)
     want = np.exp(e.astype(np.float64))
-    kernel_ops._exp(e, np.empty(len(e)), np.empty(len(e), dtype=np.int64))
-    assert np.all(np.abs(e - want) <= np.spacing(want.astype(np.float32)))
+    kernel_ops._exp(e, np.empty(len(e), np.float32), np.empty(len(e), np.int32))
+    assert np.all(np.abs(e - want) <= 2 * np.spacing(want.astype(np.float32)))
 
 
 @needs_kernel
