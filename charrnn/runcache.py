@@ -181,6 +181,10 @@ def _quiet_worker():
     its run keeps its last checkpoint (at most `checkpoint_seconds` old, written atomically) and is
     resumed bit for bit by the next `cached_run`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from . import kernel_ops
+
+    if kernel_ops.numba is not None:  # one numba thread per worker: the workers already use the cores
+        kernel_ops.numba.set_num_threads(1)
     parent = os.getppid()
 
     def watch_parent():
@@ -199,13 +203,16 @@ def _train_chain(corpus: Corpus, configs: list, runs_dir: str) -> list:
             for c in configs]
 
 
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# Not NUMBA_NUM_THREADS: numba rereads its variables at every compilation, and one changed after
+# its threads started stops the compilation ("Cannot set NUMBA_NUM_THREADS ..."). A first render
+# failed so, compiling the float32 kernel late in the notebook; workers call numba.set_num_threads.
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
 def _one_thread_each():
-    """One BLAS (and numba) thread per background worker while workers are started: the workers
-    already use the cores (spawned workers inherit the environment). Restored afterwards."""
+    """One BLAS thread per background worker while workers are started: the workers already use the
+    cores (spawned workers inherit the environment). Restored afterwards."""
     saved = {v: os.environ.get(v) for v in _THREAD_VARS}
     os.environ.update({v: "1" for v in saved})
     try:

@@ -215,6 +215,25 @@ def test_prefetch_trains_in_the_background_and_equals_training_here(corpus, tmp_
     assert rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
 
 
+def test_workers_get_one_numba_thread_and_the_notebook_keeps_its_numba_variables():
+    """numba rereads its NUMBA_ variables at every compilation and stops it if one changed after its
+    threads started: a first render failed so when the background workers' thread count was set
+    through NUMBA_NUM_THREADS in the notebook's own environment. The workers set it themselves."""
+    import os
+
+    from charrnn import kernel_ops, runcache
+
+    def numba_vars():
+        return {k: v for k, v in os.environ.items() if k.startswith("NUMBA_")}
+
+    before = numba_vars()
+    with runcache._one_thread_each():
+        assert numba_vars() == before
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"  # BLAS: still one thread per worker
+    if kernel_ops.numba is not None:
+        assert runcache.submit_job(kernel_ops.numba.get_num_threads).result(timeout=120) == 1
+
+
 def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp_path):
     """Two workers may ask for the same run (the converged run's job reads every setting's runs
     while the last sweep still trains): the second waits for the first's lock, then loads the run
