@@ -237,7 +237,8 @@ def main():
             n = max(10, int(a.updates * scale))
             seconds[name].append((n, fn(corpus, n)))
     gflops, gflops32 = statistics.median(peaks), statistics.median(peaks32)
-    print(f"default corpus: {len(corpus.data):,} characters, K = {K}; m = {M}, T = {T}, float64; "
+    print(f"default corpus: {len(corpus.data):,} characters, K = {K}; m = {M}, T = {T}, float64 (float32 where "
+          "the row says); "
           f"1 BLAS thread{' (torch: 1 thread)' if with_torch else ''}; median of {a.rounds} rounds; "
           f"{'wall time' if a.clock == 'wall' else 'CPU time of the timing thread'}")
     print(f"numpy {np.__version__}" + (f", torch {torch_version}" if torch_version else ", torch not installed")

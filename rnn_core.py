@@ -19,9 +19,10 @@ from charrnn.analysis import (activations, distinct_word_ratio, pick_units, plot
 from charrnn.data import (DEFAULT_CORPUS, Corpus, CorpusError, RNNError, Vocab, build_default_corpus,
                           corpus_from_text, load_corpus, open_corpus)
 from charrnn.gradcheck import gradcheck, gradcheck_on_text, numerical_grads, relative_error
-from charrnn.model import (PARAM_NAMES, evaluate_loss, init_params, loss_and_grads, loss_and_grads_batch,
-                           loss_and_grads_steps, rnn_backward, rnn_backward_batch, rnn_backward_steps, rnn_forward,
-                           rnn_forward_batch, rnn_forward_steps, softmax, step_backward, step_forward, hidden_states)
+from charrnn.model import (PARAM_NAMES, evaluate_loss, float32_values, init_params, loss_and_grads,
+                           loss_and_grads_batch, loss_and_grads_steps, rnn_backward, rnn_backward_batch,
+                           rnn_backward_steps, rnn_forward, rnn_forward_batch, rnn_forward_steps, softmax, step_backward,
+                           step_forward, hidden_states)
 from charrnn.sampling import SamplingError, sample_text, sampling_probs, synthesize
 from charrnn.evidence import BITS
 from charrnn.plots import (describe_vocab, gradcheck_table, known_word_fraction, markdown_table, plot_smooth_loss,

@@ -168,7 +168,7 @@ def check_dtype_runs(config: Config) -> None:
     """A float32 run needs the batch-1 kernel: refuse it, in one line, where the kernel does not run
     (rather than train it in float64 with the numpy form)."""
     if config.dtype == "float32":
-        reason = kernel_for(1).unavailable_reason()
+        reason = kernel_for(1).unavailable_reason("float32")
         if reason is not None:
             raise RNNError(f"dtype float32 needs the numba kernel, which does not run here: {reason}")
 

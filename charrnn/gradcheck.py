@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import RNNError
-from .model import init_params, loss_and_grads
+from .model import float32_values, init_params, loss_and_grads
 
 
 def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
@@ -109,10 +109,10 @@ def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float 
     if dtype == "float32":
         from .kernel import kernel_loss_and_grads, unavailable_reason
 
-        if unavailable_reason() is not None:
+        if unavailable_reason("float32") is not None:
             raise RNNError(f"a float32 gradient check needs the numba kernel, which does not run here: "
-                           f"{unavailable_reason()}")
-        params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+                           f"{unavailable_reason('float32')}")
+        params = float32_values(params)
 
         def grad_fn(p):
             return loss_and_grads(p, X, Y, h0)[0], kernel_loss_and_grads(p, X, Y, h0, dtype=np.float32)[1]

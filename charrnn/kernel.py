@@ -45,8 +45,8 @@ import numpy as np
 from . import kernel_ops
 from .blas import gemm, gemm_set, one_thread
 from .model import DIVERGED_NATS_PER_CHAR
-from .kernel_ops import (_JIT, _axpy_rows, _column_sums, _matvec, _softmax_loss, _tanh, _transpose, int_workspace,
-                         njit)
+from .kernel_math import _softmax_loss, _tanh, int_workspace
+from .kernel_ops import _JIT, _axpy_rows, _column_sums, _matvec, _transpose, njit
 from .kernel_optim import _step
 from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
                            NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal)
@@ -243,20 +243,24 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(dtype: str = "float64") -> str | None:
+    """None if the kernel runs in this precision here, else why not. float32 is compiled apart,
+    when first asked for (a float32 run, a float32 gradient check)."""
+    if dtype == "float32":
+        return kernel_ops.compile_status("float32 kernel", lambda: _warm_up(np.float32))
     return kernel_ops.compile_status("kernel", _warm_up)
 
 
-def _warm_up():
+def _warm_up(dtype=np.float64):
     """Compile (or load from numba's cache) with the argument types training uses."""
     m, K, T = 2, 3, 2
     rng = np.random.default_rng(0)
-    p = tuple(rng.standard_normal(s) * 0.1 for s in ((m, K), (m, m), (K, m), (m,), (K,)))
+    p = tuple((rng.standard_normal(s) * 0.1).astype(dtype) for s in ((m, K), (m, m), (K, m), (m,), (K,)))
     S, R, B = (tuple(np.zeros_like(a) for a in p) for _ in range(3))
     data = np.array([0, 1, 2, 0, 1, 2, 0], dtype=np.int64)
     for adam in (False, True):
         istate, fstate = new_state()
-        run_updates(p, S, R, B, data, np.zeros(m), np.zeros(4), np.zeros(4), istate, fstate,
+        run_updates(p, S, R, B, data, np.zeros(m, dtype), np.zeros(4), np.zeros(4), istate, fstate,
                     hyperparameters(0.1, 1e-8, 5.0, 0.999, 0.9, 0.999), 2, T, adam,
                     np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_))
 

@@ -28,7 +28,8 @@ from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINIT
 from . import kernel_ops
 from .model import DIVERGED_NATS_PER_CHAR
 from .blas import gemm, gemm_set, one_thread
-from .kernel_ops import _JIT, _column_sums, _softmax_loss, _tanh, _transpose, njit
+from .kernel_math import _softmax_loss, _tanh
+from .kernel_ops import _JIT, _column_sums, _transpose, njit
 
 prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
 

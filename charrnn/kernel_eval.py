@@ -15,7 +15,8 @@ import numpy as np
 
 from . import kernel_ops
 from .blas import gemm, one_thread
-from .kernel_ops import _JIT, _exp, _shift_by_max, _tanh, _transpose, njit
+from .kernel_math import _exp, _shift_by_max, _tanh
+from .kernel_ops import _JIT, _transpose, njit
 
 CHUNK = 32  # steps whose outputs are computed together
 

@@ -48,6 +48,11 @@ def init_params(K: int, m: int, rng: np.random.Generator, sig: float = 0.01) -> 
     }
 
 
+def float32_values(params: dict) -> dict:
+    """The parameters rounded to float32, kept in float64 arrays (what a float32 run holds)."""
+    return {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+
+
 def softmax(o: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, shifted by the maximum for stability."""
     e = np.exp(o - o.max(axis=-1, keepdims=True))

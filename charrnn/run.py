@@ -8,7 +8,7 @@ import numpy as np
 
 from .config import Config, check_dtype_runs, check_memory, resolve_backend
 from .data import Corpus, RNNError, Vocab
-from .model import init_params
+from .model import float32_values, init_params
 from .optim import OPTIMIZERS
 from .schedule import is_complete, target_updates, updates_per_epoch
 
@@ -89,7 +89,7 @@ def new_run(corpus: Corpus, config: Config) -> Run:
     rngs = random_streams(config.seed)
     params = init_params(corpus.vocab.K, config.m, rngs["init"], config.sig)
     if config.dtype == "float32":  # the run holds what the kernel computes with: float32 values in float64 arrays
-        params = {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+        params = float32_values(params)
     return Run(config=config, vocab=corpus.vocab, corpus_sha256=corpus.sha256,
                updates_per_epoch=upe, params=params,
                opt_state=OPTIMIZERS[config.optimizer][0](params), rngs=rngs, hprev=zero_state(config))
