@@ -164,7 +164,7 @@ def check_out_path(out: Path, data) -> None:
             raise RNNError(f"--out {out}: {parent} is not a directory")
         if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.R_OK | os.W_OK)):
             raise RNNError(f"--out {out}: no permission to write there")
-        if len(f".{out.name}.{2**22}.tmp".encode()) > os.pathconf(parent, "PC_NAME_MAX"):
+        if len(os.fsencode(f".{out.name}.{2**22}.tmp")) > os.pathconf(parent, "PC_NAME_MAX"):
             raise RNNError(f"--out {out}: the file name is too long (with its temp file's prefix and suffix)")
         check_not_corpus(out, data)
     except OSError as exc:

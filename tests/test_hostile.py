@@ -224,6 +224,10 @@ GOOD = [
      lambda d, p: "numpy backend" in p.stderr and "numba backend" not in p.stderr),
     ("a killed writer's temp file is removed on the next save", RESUME, dead_tmp, {},
      lambda d, p: not list(d.glob(".ck.npz.*.tmp")) and not list(d.glob(".ck.npz.lock"))),
+    # a file name in bytes that are not UTF-8 (Python holds them as surrogates): a traceback until this round
+    ("an --out name that is not UTF-8 trains and saves",
+     [*TRAIN, "--out", "bad\udcff.npz", "--max-updates", "5", "--backend", "numpy"], None, {},
+     lambda d, p: (d / "bad\udcff.npz").is_file() and rc.load_checkpoint(d / "bad\udcff.npz").update == 5),
 ]
 
 
@@ -242,6 +246,7 @@ def snapshot(d: Path) -> dict:
 def run_case(d: Path, argv, extra_env=None):
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "rnn_core", *argv], cwd=d, capture_output=True, text=True,
+                          errors="backslashreplace",  # output may name a file whose name is not UTF-8
                           env=env(**(extra_env or {})), timeout=120)  # a hang fails here
     return proc, time.perf_counter() - t0
 
