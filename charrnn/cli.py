@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
-from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, gradcheck_on_text
+from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_TOL, gradcheck_on_text
 from .sampling import TEMPERATURE_RANGE, sample_chars
 from .checkpoint import check_not_corpus, checkpoint_lock, load_checkpoint
 from .config import Config, check_memory, check_resume_config
@@ -251,9 +251,15 @@ def cmd_gradcheck(a) -> int:
                               dtype=a.dtype)
     print(f"gradient check: m={a.m}, T={T}, K={corpus.vocab.K}, sig={a.sig}, h={a.step}, "
           + ("float64" if a.dtype == "float64" else "float32 kernel gradients against float64 differences"))
-    print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}")
+    print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}{'failed':>8}")
     for name, row in table.items():
-        print(f"d{name:<5}{row['checked']:>9}{row['max_rel']:>14.2e}{row['max_abs']:>14.2e}")
+        print(f"d{name:<5}{row['checked']:>9}{row['max_rel']:>14.2e}{row['max_abs']:>14.2e}{row['failed']:>8}")
+    failed = {name: row["failed"] for name, row in table.items() if row["failed"]}
+    rule = f"relative error above {GRADCHECK_TOL[a.dtype]:g} and absolute error above what rounding explains"
+    if failed:
+        raise RNNError("gradient check failed: " + ", ".join(f"d{k} {n} entries" for k, n in failed.items())
+                       + f" with {rule}")
+    print(f"verdict: pass (no entry with {rule})")
     return 0
 
 

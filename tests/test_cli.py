@@ -53,7 +53,8 @@ def test_train_sample_gradcheck_end_to_end(corpus_file, tmp_path):
     g = cli("gradcheck", "--data", corpus_file, "--m", 5, "--sig", 0.1, check=0)
     rows = [line.split() for line in g.stdout.splitlines() if line.startswith("d")]
     assert [r[0] for r in rows] == ["dU", "dW", "dV", "db", "dc"]
-    assert all(float(r[2]) < 1e-6 for r in rows)
+    assert all(float(r[2]) < 1e-6 and r[4] == "0" for r in rows)
+    assert g.stdout.splitlines()[-1].startswith("verdict: pass")
 
 
 @pytest.mark.parametrize("backend, updates", [("numpy", 8000), ("auto", 120_000)])

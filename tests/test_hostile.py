@@ -200,6 +200,9 @@ CASES = [
     ("gradcheck --sig 1e308", ["gradcheck", "--data", "corpus.txt", "--sig", "1e308"], None, 2, "--sig"),
     ("gradcheck --step 1e300", ["gradcheck", "--data", "corpus.txt", "--step", "1e300"], None, 2, "--step"),
     ("gradcheck --m 2000", ["gradcheck", "--data", "corpus.txt", "--m", "2000"], None, 1, "too long"),
+    # a step so large that the differences are inexact: the check cannot confirm the gradients, and says so
+    ("gradcheck --step 0.1", ["gradcheck", "--data", "corpus.txt", "--step", "0.1"], None, 1,
+     "gradient check failed"),
     # divergence: its one line, no RuntimeWarning lines (the numpy forms overflow; the kernel is its own)
     ("divergence, numpy", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "numpy"], None, 1,
      "loss became"),

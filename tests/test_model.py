@@ -53,6 +53,31 @@ def test_gradient_check_catches_a_wrong_gradient(corpus):
 
     table = rc.gradcheck(params, X, Y, h=H, grad_fn=wrong)
     assert table["U"]["max_rel"] > 1e-2 and table["b"]["max_rel"] > 1e-2
+    assert table["U"]["failed"] > 0 and table["b"]["failed"] > 0  # the verdict the command line exits on
+
+
+@pytest.mark.parametrize("sig", [0.001, 0.01, 0.1, 1.0])
+def test_rounding_alone_fails_no_entry(corpus, sig):
+    """The verdict's rule: an entry fails only if its relative error passes the tolerance and its
+    absolute error passes what rounding of the loss explains. At sig 0.01 and below, dW's entries are
+    tiny and rounding alone takes their relative error past 1e-6 (README): none may fail for that."""
+    X, Y = first_sequence(corpus)
+    params = random_params(corpus.vocab.K, 5, seed=1, sig=sig)
+    table = rc.gradcheck(params, X, Y, h=H, floor=FLOOR)
+    assert all(row["failed"] == 0 for row in table.values()), table
+
+
+def test_a_gradient_off_by_one_percent_fails_at_the_assignment_sig(corpus):
+    """At sig 0.01 (where relative errors from rounding reach 5e-6) a gradient 1% off still fails."""
+    X, Y = first_sequence(corpus)
+    params = random_params(corpus.vocab.K, 5, seed=1, sig=0.01)
+
+    def off(p):
+        loss, g, _ = rc.loss_and_grads(p, X, Y, np.zeros(5))
+        return loss, {k: v * 1.01 if k == "W" else v for k, v in g.items()}
+
+    table = rc.gradcheck(params, X, Y, h=H, grad_fn=off)
+    assert table["W"]["failed"] > 0 and table["V"]["failed"] == 0
 
 
 def test_textbook_and_vectorised_forms_agree(corpus):
