@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import RNNError
-from .model import float32_values, init_params, loss_and_grads
+from .model import float32_values, init_params, loss_and_grads, rnn_forward
 
 
 def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None = None) -> dict:
@@ -28,6 +28,11 @@ def numerical_grads(loss_fn, params: dict, h: float = 1e-4, entries: dict | None
             gflat[i] = (f_plus - f_minus) / (2 * h)
         num[name] = g
     return num
+
+
+def loss_of(params: dict, inputs, targets, hprev) -> float:
+    """The loss of one sequence (the forward pass of `loss_and_grads`, the same number)."""
+    return float(rnn_forward(params, np.asarray(inputs), np.asarray(targets), hprev)[0])
 
 
 def relative_error(ga: np.ndarray, gn: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -59,6 +64,10 @@ def gradcheck(params: dict, inputs, targets, hprev=None, h: float = 1e-4, floor:
     if grad_fn is None:
         def grad_fn(p):
             return loss_and_grads(p, inputs, targets, hprev)[:2]
+
+        if loss_fn is None:  # the differences need the loss only: no backward pass per evaluation
+            def loss_fn(p):
+                return loss_of(p, inputs, targets, hprev)
     if loss_fn is None:
         loss_fn = lambda p: grad_fn(p)[0]  # noqa: E731
     loss, analytic = grad_fn(params)
@@ -132,10 +141,10 @@ def gradcheck_on_text(data: np.ndarray, K: int, m: int, T: int = 25, sig: float 
                            f"{unavailable_reason('float32')}")
         params = float32_values(params)
 
-        def grad_fn(p):
-            return loss_and_grads(p, X, Y, h0)[0], kernel_loss_and_grads(p, X, Y, h0, dtype=np.float32)[1]
-
         def loss_fn(p):  # the differences of the float64 loss, without computing float32 gradients
-            return loss_and_grads(p, X, Y, h0)[0]
+            return loss_of(p, X, Y, h0)
+
+        def grad_fn(p):
+            return loss_fn(p), kernel_loss_and_grads(p, X, Y, h0, dtype=np.float32)[1]
     return gradcheck(params, X, Y, h0, h=h, floor=floor, n_spot=n_spot, rng=rng, grad_fn=grad_fn,
                      loss_fn=loss_fn, rel_tol=GRADCHECK_TOL[dtype])

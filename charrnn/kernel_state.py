@@ -41,16 +41,16 @@ def marshal(run) -> dict:
     values), which `unmarshal` writes back."""
     c = run.config
     adam = c.optimizer == "adam"
-    S = run.opt_state["m"] if adam else run.opt_state["G"]
-    R = run.opt_state["v"] if adam else S  # AdaGrad has no second array: R is not read
     istate, fstate = new_state(run.update, run.epoch, run.pos, run.best_update,
                                run.opt_state.get("t", 0) if adam else 0, run.smooth_loss, run.best_smooth)
-    own = {"params": _tuple(run.params), "S": _tuple(S), "R": _tuple(R), "best": _tuple(run.best_params)}
+    own = {"params": _tuple(run.params), "S": _tuple(run.opt_state["m" if adam else "G"]),
+           "best": _tuple(run.best_params)}
+    if adam:
+        own["R"] = _tuple(run.opt_state["v"])
     single = c.dtype == "float32"
-    if single:
-        copies = {name: tuple(a.astype(np.float32) for a in arrays) for name, arrays in own.items() if name != "R"}
-        copies["R"] = tuple(a.astype(np.float32) for a in own["R"]) if adam else copies["S"]
-    return {**(copies if single else own), "own": own if single else None,
+    arrays = {name: tuple(a.astype(np.float32) for a in t) for name, t in own.items()} if single else dict(own)
+    arrays.setdefault("R", arrays["S"])  # AdaGrad has no second array: R is S, not read
+    return {**arrays, "own": own if single else None,
             "istate": istate, "fstate": fstate, "adam": adam,
             "hprev": np.array(run.hprev, dtype=np.float32 if single else np.float64),
             "hyper": hyperparameters(c.eta, c.eps, c.clip, c.smooth, c.beta1, c.beta2)}
