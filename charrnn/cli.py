@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
-from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_TOL, gradcheck_on_text
+from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_TOL, INCONCLUSIVE, gradcheck_on_text
 from .sampling import TEMPERATURE_RANGE, sample_chars
 from .checkpoint import check_not_corpus, checkpoint_lock, load_checkpoint
-from .config import Config, check_memory, check_resume_config
+from .config import Config, check_dtype_runs, check_memory, check_resume_config
 from .run import check_corpus, new_run
 from .train import check_heldout, stop_signal, train
+from .validate import check_run
 
 PROG = "python -m rnn_core"
 
@@ -196,6 +197,8 @@ def _train_locked(a, out: Path, corpus, config: Config) -> int:
             run = load_checkpoint(out)
             check_corpus(run, corpus)
             check_resume_config(run.config, config)
+            check_dtype_runs(run.config)
+            check_run(run)  # before anything is said: a refusal is one line
             print(f"resuming {out} at update {run.update} (epoch {run.epoch + 1})", file=sys.stderr)
         elif not a.force:
             raise RNNError(f"{out} exists: pass --resume to continue it or --force to overwrite it")
@@ -254,11 +257,15 @@ def cmd_gradcheck(a) -> int:
     print(f"{'param':<6}{'checked':>9}{'max rel err':>14}{'max abs err':>14}{'failed':>8}")
     for name, row in table.items():
         print(f"d{name:<5}{row['checked']:>9}{row['max_rel']:>14.2e}{row['max_abs']:>14.2e}{row['failed']:>8}")
+    rounding, largest = max(r["rounding"] for r in table.values()), max(r["largest"] for r in table.values())
+    if rounding > INCONCLUSIVE * largest:
+        raise RNNError(f"gradient check inconclusive: at step {a.step:g} the rounding of the loss ({rounding:.1e}) is "
+                       f"not small against the largest gradient entry ({largest:.1e}); use a step near 1e-4")
     failed = {name: row["failed"] for name, row in table.items() if row["failed"]}
     rule = f"relative error above {GRADCHECK_TOL[a.dtype]:g} and absolute error above what rounding explains"
     if failed:
         raise RNNError("gradient check failed: " + ", ".join(f"d{k} {n} entries" for k, n in failed.items())
-                       + f" with {rule}")
+                       + f" with {rule} (at large --sig or --step the differences themselves are inexact)")
     print(f"verdict: pass (no entry with {rule})")
     return 0
 

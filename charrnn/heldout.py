@@ -29,7 +29,8 @@ def block_length(N: int, fraction: float) -> int:
     """L: BLOCK, or the largest length that still leaves about MIN_HELD_BLOCKS held-out blocks."""
     if not 0 < fraction < 1:
         raise ValueError(f"held-out fraction must be in (0, 1), got {fraction}")
-    L = min(BLOCK, N // math.ceil(MIN_HELD_BLOCKS / fraction))
+    need = MIN_HELD_BLOCKS / fraction  # blocks in all (inf for a fraction as small as 1e-308)
+    L = min(BLOCK, N // math.ceil(need)) if need <= N else 0
     if L < 2:
         raise ValueError(f"a text of {N} characters is too short to hold out {fraction:g} of it in blocks")
     return L

@@ -285,7 +285,8 @@ def read_meta(path) -> dict | None:
 
 def check_run(run) -> None:
     """A Run in memory, as the compiled kernel will use it (a notebook may have changed it): every
-    parameter, best and optimiser array float64, C-contiguous, writeable, of its config's shape;
+    parameter, best and optimiser array float64, C-contiguous, writeable, of its config's shape,
+    and in a float32 run holding float32 values (the kernel would round them silently);
     hprev of shape (m,) or (B, m); the position inside an epoch. RNNError otherwise."""
     c, K = run.config, run.vocab.K
     shapes = param_shapes(K, c.m)
@@ -299,5 +300,9 @@ def check_run(run) -> None:
                 and a.flags.c_contiguous and a.flags.writeable):
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise RNNError(f"run {name} is {got}, expected a writeable C-ordered float64 array {want[name]}")
+        with np.errstate(over="ignore"):  # a value beyond float32's range rounds to inf: not equal
+            single = c.dtype == "float32" and np.array_equal(a.astype(np.float32).astype(np.float64), a)
+        if c.dtype == "float32" and not single:
+            raise RNNError(f"run {name} holds values that float32 cannot hold exactly, in a float32 run")
     if not (_is_int(run.pos) and 0 <= run.pos and updates_into_epoch(c, run.pos) < run.updates_per_epoch):
         raise RNNError(f"run position {run.pos} is outside an epoch of {run.updates_per_epoch} updates")

@@ -53,6 +53,18 @@ def test_float32_gradients_pass_their_own_check(corpus, m, sig, spot):
 
 
 @needs_kernel
+@pytest.mark.parametrize("sig, seed", [(1.0, 1), (2.0, 0), (5.0, 0)])
+def test_float32_adds_no_failure_of_its_own_at_large_weights(corpus, sig, seed):
+    """At large weights float32 rounds some gradient entries by about 1e-5 of the largest one, which
+    the check allows (GRADCHECK_SCALE_TOL): wherever the float64 check fails no entry of a gradient,
+    the float32 check fails none either. (At sig 2 here both fail some: the centred differences
+    themselves are off by up to 7e-4 in float64, the curvature is so large.)"""
+    double = rc.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed)
+    single = rc.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed, dtype="float32")
+    assert all(single[k]["failed"] == 0 for k in single if double[k]["failed"] == 0), (single, double)
+
+
+@needs_kernel
 def test_tanh_and_exp_in_float32_are_within_a_few_ulp():
     """The float32 polynomials (exp to r^7 after reduction by ln 2) against libm's float64 values,
     in float32 ulp: measured at most 2.4 ulp for tanh (its division and subtraction round too) and
@@ -105,6 +117,19 @@ def test_float32_runs_resume_bit_for_bit(corpus, tmp_path, changes):
     resumed = rc.train(corpus, cfg, run=rc.load_checkpoint(ck), progress=False)
     assert resumed.config.dtype == "float32"
     assert_runs_equal(full, resumed)
+
+
+@needs_kernel
+def test_a_float32_run_holding_a_value_float32_cannot_hold_is_refused(corpus):
+    """The kernel would round it silently (1e39 to inf): a resumed float32 run is checked first."""
+    cfg = rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, dtype="float32")
+    run = rc.train(corpus, cfg, progress=False)
+    run.params["b"][0] = 1e39
+    with pytest.raises(rc.RNNError, match="float32 cannot hold"):
+        rc.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
+    run.params["b"][0] = 0.1  # not a float32 value either
+    with pytest.raises(rc.RNNError, match="float32 cannot hold"):
+        rc.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
 
 
 def test_float32_is_refused_outside_the_batch_1_kernel():

@@ -203,6 +203,8 @@ CASES = [
     # a step so large that the differences are inexact: the check cannot confirm the gradients, and says so
     ("gradcheck --step 0.1", ["gradcheck", "--data", "corpus.txt", "--step", "0.1"], None, 1,
      "gradient check failed"),
+    # a step so small that rounding swamps the differences: nothing can fail, so no "pass" either
+    ("gradcheck --step 1e-10", ["gradcheck", "--data", "corpus.txt", "--step", "1e-10"], None, 1, "inconclusive"),
     # divergence: its one line, no RuntimeWarning lines (the numpy forms overflow; the kernel is its own)
     ("divergence, numpy", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--backend", "numpy"], None, 1,
      "loss became"),
@@ -212,6 +214,7 @@ CASES = [
      "loss became"),
     ("divergence, float32 kernel", [*TRAIN, "--out", "new.npz", "--eta", "1e6", "--dtype", "float32"], None, 1,
      "loss became"),
+    ("--holdout 1e-308", [*TRAIN, "--out", "new.npz", "--holdout", "1e-308"], None, 1, "too short"),
     ("--dtype float16", [*TRAIN, "--out", "new.npz", "--dtype", "float16"], None, 2, "--dtype"),
     ("--dtype float32 with a mini-batch", [*TRAIN, "--out", "new.npz", "--dtype", "float32", "--batch-size", "4"],
      None, 1, "batch_size 1"),
