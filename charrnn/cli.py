@@ -1,4 +1,4 @@
-"""Command line: `python -m rnn_core train | sample | gradcheck | corpus`."""
+"""Command line: `python -m charrnn train | sample | gradcheck | corpus`."""
 from __future__ import annotations
 
 import argparse
@@ -12,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DEFAULT_CORPUS, RNNError, build_default_corpus, load_corpus, open_corpus
-from .gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_TOL, INCONCLUSIVE, gradcheck_on_text
-from .sampling import TEMPERATURE_RANGE, sample_chars
-from .checkpoint import check_not_corpus, checkpoint_lock, load_checkpoint
-from .config import Config, check_dtype_runs, check_memory, check_resume_config
-from .run import check_corpus, new_run
-from .train import check_heldout, stop_signal, train
-from .validate import check_run
+from charrnn import kernels
+from charrnn.training.data import DEFAULT_CORPUS, build_default_corpus, load_corpus, open_corpus
+from charrnn.training.gradcheck import GRADCHECK_SIG_MAX, GRADCHECK_STEP_RANGE, GRADCHECK_TOL, INCONCLUSIVE, gradcheck_on_text
+from rnn_core import TEMPERATURE_RANGE, RNNError, sample_chars
+from charrnn.training.checkpoint import check_not_corpus, checkpoint_lock, load_checkpoint
+from charrnn.training.config import Config, check_dtype_runs, check_memory, check_resume_config
+from charrnn.training.run import check_corpus, new_run
+from charrnn.training.loop import check_heldout, stop_signal, train
+from charrnn.training.validate import check_run
 
-PROG = "python -m rnn_core"
+PROG = "python -m charrnn"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -207,9 +208,7 @@ def _train_locked(a, out: Path, corpus, config: Config) -> int:
         run = new_run(corpus, config)  # compiles (or loads) the kernel
     backend = run.config.backend
     if backend == "numba":
-        from . import kernel
-
-        backend = "numba" if kernel.available() else "numpy"  # train() says why, in one line
+        backend = "numba" if kernels.available() else "numpy"  # train() says why, in one line
     print(f"corpus {corpus.path}: {len(corpus.data):,} characters, K = {corpus.vocab.K}"
           + (f", {corpus.crlf_normalised:,} CRLF line endings normalised" if corpus.crlf_normalised else "")
           + f"; training with the {backend} backend" + (", in float32" if run.config.dtype == "float32" else ""),

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from charrnn import training
 
 # A short public-domain English text (first lines of the US Declaration of Independence, 1776),
 # repeated: enough variety for the gradient checks and the training tests.
@@ -16,7 +17,7 @@ TEXT = (
 
 @pytest.fixture
 def corpus():
-    return rc.corpus_from_text(TEXT * 3, seq_length=25)
+    return training.corpus_from_text(TEXT * 3, seq_length=25)
 
 
 @pytest.fixture

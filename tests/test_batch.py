@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from charrnn import training
 from conftest import random_params
 
 
@@ -49,10 +50,10 @@ def test_batch_of_one_is_the_exact_algorithm(corpus):
     for k in rc.PARAM_NAMES:
         assert np.linalg.norm(gb[k] - g1[k]) <= 1e-12 * np.linalg.norm(g1[k]), k
     # and the same first updates: the exact loop with its gradients taken from the batch form
-    import charrnn.train as tr
+    import charrnn.training.loop as tr
 
-    cfg = rc.Config(m=16, seq_length=10, epochs=1, max_updates=10, backend="numpy", sample_every=0)
-    exact = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=16, seq_length=10, epochs=1, max_updates=10, backend="numpy", sample_every=0)
+    exact = training.train(corpus, cfg, progress=False)
     real = tr.loss_and_grads_batch
 
     def via_batch(params, X, Y, hprev):  # one sequence as a batch of one
@@ -61,7 +62,7 @@ def test_batch_of_one_is_the_exact_algorithm(corpus):
 
     tr.loss_and_grads, saved = via_batch, tr.loss_and_grads
     try:
-        batched = rc.train(corpus, cfg, progress=False)
+        batched = training.train(corpus, cfg, progress=False)
     finally:
         tr.loss_and_grads = saved
     # The two forms sum in another order (1e-16 apart per gradient); AdaGrad's first steps divide by
@@ -74,9 +75,9 @@ def test_batch_of_one_is_the_exact_algorithm(corpus):
 def test_streams_are_evenly_spaced_and_reset_each_epoch(corpus, monkeypatch):
     B, T = 3, 10
     N = len(corpus.data)
-    R = rc.stream_length(N, B)
+    R = training.stream_length(N, B)
     seen = []
-    import charrnn.train as tr
+    import charrnn.training.loop as tr
 
     real = tr.loss_and_grads_batch
 
@@ -85,7 +86,7 @@ def test_streams_are_evenly_spaced_and_reset_each_epoch(corpus, monkeypatch):
         return real(params, X, Y, hprev)
 
     monkeypatch.setattr(tr, "loss_and_grads_batch", spy)
-    run = rc.train(corpus, rc.Config(m=8, seq_length=T, epochs=2, batch_size=B, sample_every=0, backend="numpy"),
+    run = training.train(corpus, training.Config(m=8, seq_length=T, epochs=2, batch_size=B, sample_every=0, backend="numpy"),
                    progress=False)  # the numpy loop, spied on (the kernel's streams: tests/test_kernel_batch.py)
     per_epoch = (R - 1) // T
     assert run.updates_per_epoch == per_epoch and len(seen) == 2 * per_epoch and run.epoch == 2
@@ -103,8 +104,8 @@ def test_streams_are_evenly_spaced_and_reset_each_epoch(corpus, monkeypatch):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_minibatch_learns_a_periodic_text(backend):
     period = "abcdefghij klmnop. "
-    corpus = rc.corpus_from_text(period * 300, seq_length=10)
-    run = rc.train(corpus, rc.Config(m=32, seq_length=10, epochs=30, batch_size=8, sample_every=0, seed=0,
+    corpus = training.corpus_from_text(period * 300, seq_length=10)
+    run = training.train(corpus, training.Config(m=32, seq_length=10, epochs=30, batch_size=8, sample_every=0, seed=0,
                                      backend=backend), progress=False)
     assert run.config.backend == backend
     assert run.losses[-10:].mean() / 10 < 0.02

@@ -11,7 +11,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from charrnn import blas, kernel_ops
+from charrnn.kernels import blas
+from charrnn.kernels import ops as kernel_ops
 
 needs_numba = pytest.mark.skipif(kernel_ops.numba is None, reason=f"no numba: {kernel_ops.ERROR}")
 

@@ -1,4 +1,4 @@
-"""`python -m rnn_core` end to end on a small file: train, resume after Ctrl-C, sample, gradcheck, errors."""
+"""`python -m charrnn` end to end on a small file: train, resume after Ctrl-C, sample, gradcheck, errors."""
 import os
 import signal
 import subprocess
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args, check=None):
     env = dict(os.environ, RNN_PROGRESS="0")
-    proc = subprocess.run([sys.executable, "-m", "rnn_core", *map(str, args)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=300)
     if check is not None:
         assert proc.returncode == check, proc.stderr
@@ -64,7 +64,7 @@ def test_ctrl_c_saves_and_resume_ends_where_the_uninterrupted_run_ends(corpus_fi
     cli("train", *args, "--out", ref, check=0)
     out = tmp_path / "int.npz"
     env = dict(os.environ, RNN_PROGRESS="0")
-    proc = subprocess.Popen([sys.executable, "-m", "rnn_core", "train", *map(str, args), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", *map(str, args), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     proc.stderr.readline()  # "corpus ...": training starts right after this line
     time.sleep(0.4)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-from charrnn import data as D
+from charrnn import training
+from charrnn.training import data as D
 
 
 def write(tmp_path, name, content: bytes):
@@ -17,7 +18,7 @@ def write(tmp_path, name, content: bytes):
 
 
 def test_vocabulary_is_sorted_and_round_trips():
-    v = rc.Vocab.from_text("hello, world")
+    v = training.Vocab.from_text("hello, world")
     assert v.chars == " ,dehlorw" and v.K == 9
     idx = v.encode("world")
     assert idx.dtype == np.int64 and v.decode(idx) == "world"
@@ -35,21 +36,21 @@ def test_vocabulary_is_sorted_and_round_trips():
 ])
 def test_bad_corpora_get_one_clear_error(tmp_path, content, message):
     p = write(tmp_path, "c.txt", content)
-    with pytest.raises(rc.CorpusError, match=message) as exc:
-        rc.load_corpus(p, seq_length=25)
+    with pytest.raises(training.CorpusError, match=message) as exc:
+        training.load_corpus(p, seq_length=25)
     assert "\n" not in str(exc.value)
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(rc.CorpusError, match="not found"):
-        rc.load_corpus(tmp_path / "nope.txt")
-    with pytest.raises(rc.CorpusError, match="directory"):
-        rc.load_corpus(tmp_path)
+    with pytest.raises(training.CorpusError, match="not found"):
+        training.load_corpus(tmp_path / "nope.txt")
+    with pytest.raises(training.CorpusError, match="directory"):
+        training.load_corpus(tmp_path)
 
 
 def test_windows_line_endings_are_normalised(tmp_path):
     p = write(tmp_path, "w.txt", "first line\r\nsecond line\r\nthird one\r\n".encode() * 3)
-    c = rc.load_corpus(p)
+    c = training.load_corpus(p)
     assert "\r" not in c.text and c.crlf_normalised == 9
     assert c.stats()["crlf_normalised"] == 9 and c.stats()["lines"] == 9
     assert c.vocab.chars == "".join(sorted(set(c.text)))
@@ -57,7 +58,7 @@ def test_windows_line_endings_are_normalised(tmp_path):
 
 def test_utf8_text_and_bom(tmp_path):
     p = write(tmp_path, "u.txt", "\ufeffÆsir og Ægir – «quoted» ünïcödé text here\n".encode() * 2)
-    c = rc.load_corpus(p)
+    c = training.load_corpus(p)
     assert c.text.startswith("Æsir") and "–" in c.vocab.chars
     assert c.vocab.decode(c.data) == c.text
 
@@ -69,11 +70,11 @@ DEFAULT_SHA256 = "5c570e5b3d81629c759c0cdadecbae7f9abe05ee922e4fd2a22069b9ecede0
 
 @pytest.fixture(scope="module")
 def default_corpus_path():
-    return rc.build_default_corpus()  # `make test` builds it first; this is then a no-op
+    return training.build_default_corpus()  # `make test` builds it first; this is then a no-op
 
 
 def test_default_corpus_is_the_recorded_one(default_corpus_path):
-    c = rc.load_corpus(default_corpus_path)
+    c = training.load_corpus(default_corpus_path)
     assert len(c.text) == DEFAULT_CHARS
     assert c.vocab.K == DEFAULT_K
     assert c.sha256 == DEFAULT_SHA256
@@ -110,8 +111,8 @@ def test_a_tampered_tarball_is_refused_and_removed(tmp_path):
     ("text in UTF-32\n".encode("utf-32") * 3, "UTF-32 little-endian"),
 ])
 def test_wide_encodings_are_named(tmp_path, content, message):
-    with pytest.raises(rc.CorpusError, match=message):
-        rc.load_corpus(write(tmp_path, "w.txt", content))
+    with pytest.raises(training.CorpusError, match=message):
+        training.load_corpus(write(tmp_path, "w.txt", content))
 
 
 def test_only_regular_files_are_read(tmp_path):
@@ -122,14 +123,14 @@ def test_only_regular_files_are_read(tmp_path):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     for name, message in [("pipe", "not a regular file"), ("zero", "not a regular file"),
                           ("a", "symbolic links"), ("z" * 300, "too long")]:
-        with pytest.raises(rc.CorpusError, match=message):
-            rc.open_corpus(tmp_path / name)
+        with pytest.raises(training.CorpusError, match=message):
+            training.open_corpus(tmp_path / name)
 
 
 def test_a_corpus_over_the_size_limit_is_refused(tmp_path, monkeypatch):
     p = write(tmp_path, "big.txt", b"abcdefgh\n" * 100)
     monkeypatch.setattr(D, "MAX_CORPUS_BYTES", 899)
-    with pytest.raises(rc.CorpusError, match="more than the limit of 899"):
-        rc.load_corpus(p)
+    with pytest.raises(training.CorpusError, match="more than the limit of 899"):
+        training.load_corpus(p)
     monkeypatch.setattr(D, "MAX_CORPUS_BYTES", 900)
-    assert len(rc.load_corpus(p).text) == 900
+    assert len(training.load_corpus(p).text) == 900

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-from charrnn import evidence as ev
-from charrnn import heldout
+from charrnn import study, training
+from charrnn.study import evidence as ev
+from charrnn.training import heldout
 
 
 # ----------------------------------------------------------------------------- the split
@@ -38,8 +39,8 @@ def test_split_is_deterministic_and_the_same_for_every_run(corpus):
     assert a_train.text == b_train.text and np.array_equal(a_held, b_held)
     assert np.array_equal(a_train.data, corpus.vocab.encode(a_train.text))  # text and data agree
     for seed, m in [(1, 5), (7, 20)]:
-        c = rc.Config(m=m, seed=seed, holdout=0.2, seq_length=10)
-        d_train, d_held = rc.split_data(corpus, c)
+        c = training.Config(m=m, seed=seed, holdout=0.2, seq_length=10)
+        d_train, d_held = training.split_data(corpus, c)
         assert np.array_equal(d_train, a_train.data) and np.array_equal(d_held, a_held)
     texts = heldout.block_texts(corpus.text, 0.2)
     assert [corpus.vocab.encode(t).tolist() for t in texts] == a_held.tolist()
@@ -47,7 +48,7 @@ def test_split_is_deterministic_and_the_same_for_every_run(corpus):
 
 def test_a_text_too_short_for_blocks_is_refused():
     with pytest.raises(rc.RNNError, match="too short"):
-        rc.corpus_from_text("abcdefghij" * 4, seq_length=5).split(0.05)
+        training.corpus_from_text("abcdefghij" * 4, seq_length=5).split(0.05)
 
 
 def test_block_scoring_restarts_at_each_block(corpus):
@@ -58,7 +59,7 @@ def test_block_scoring_restarts_at_each_block(corpus):
     for r in range(held.shape[0]):  # each block alone, from h = 0, by the one-sequence evaluator
         # the two evaluators sum the same terms in another order: agreement to rounding (1e-12)
         assert -lp[r].mean() == pytest.approx(rc.evaluate_loss(params, held[r]), rel=1e-12)
-    assert rc.evaluate_loss(params, held) == pytest.approx(-lp.mean(), rel=1e-15)
+    assert heldout.heldout_loss(params, held) == pytest.approx(-lp.mean(), rel=1e-15)
     # from a given start state: each block as if the state had been reached before it
     h0 = np.tanh(np.random.default_rng(1).standard_normal(8))
     lp0 = heldout.block_log_probs(params, held, h0)
@@ -74,7 +75,7 @@ def test_the_compiled_evaluation_equals_the_numpy_one(corpus, m, sig, start):
     """Blocks longer than the compiled evaluator's chunk of steps (and not a multiple of it), from
     h = 0 and from a carried state. Tolerance 1e-12 in norm: the two sum the same terms in another
     order, with tanh and exp within 3 ulp of libm (measured: about 1e-15)."""
-    from charrnn import kernel_eval
+    from charrnn.kernels import evaluate as kernel_eval
 
     if not kernel_eval.available():
         pytest.skip(f"no compiled evaluation: {kernel_eval.unavailable_reason()}")
@@ -88,7 +89,7 @@ def test_the_compiled_evaluation_equals_the_numpy_one(corpus, m, sig, start):
 
 
 def test_ngram_block_scores_cut_the_context_at_block_starts(corpus):
-    kn = rc.KneserNey(corpus.text, corpus.vocab.chars, max_order=3)
+    kn = study.KneserNey(corpus.text, corpus.vocab.chars, max_order=3)
     blocks = heldout.block_texts(corpus.text, 0.2)
     lp = kn.block_log2_probs(blocks, 3)
     assert lp.shape == (len(blocks), len(blocks[0]) - 1)
@@ -199,9 +200,9 @@ def test_stretch_losses_line_up_the_same_text_in_every_epoch():
 
 # ----------------------------------------------------------------------------- the study's runs
 def test_tune_picks_the_lowest_score_and_trains_the_other_seeds_at_that_rate(corpus, tmp_path):
-    from charrnn import study
+    from charrnn.study import experiments as study
 
-    ref = rc.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
+    ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
     settings = study.plan(ref, updates=60, seeds=2)
     assert list(settings) == list(study.SETTINGS)
     b8 = settings["B = 8"]["configs"][0]
@@ -233,11 +234,11 @@ class _Configured:
 ])
 def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path, best, tried, edge):
     """Scores are |log(eta / best)|: lowest at `best`; the sweep must grow towards it, one rate at a time."""
-    from charrnn import study
+    from charrnn.study import experiments as study
 
     monkeypatch.setattr(study, "_run_or_none", lambda corpus, c, runs_dir, progress=False: _Configured(c))
     monkeypatch.setattr(study, "run_score", lambda run: abs(np.log(run.config.eta / best)))
-    ref = rc.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
+    ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
     setting = study.plan(ref, updates=60, seeds=2)["reference"]
     r = study.tune(None, setting, tmp_path)
     assert list(r["sweep"]) == pytest.approx(tried)
@@ -261,7 +262,7 @@ def test_start_state_rows_count_the_blocks_worse_than_a_uniform_guess(corpus):
         r.params = rc.init_params(K, m, np.random.default_rng(0), 1e-3)
         r.params["c"] = c
         r.hprev = np.zeros(m)
-        r.config = rc.Config(m=m, seq_length=10)
+        r.config = training.Config(m=m, seq_length=10)
         return r
 
     counts = np.bincount(corpus.data, minlength=K) + 1.0

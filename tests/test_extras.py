@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from charrnn import report, study, training
+from charrnn.training import heldout
 from conftest import TEXT
 from test_train import assert_runs_equal
 
@@ -13,7 +15,7 @@ from test_train import assert_runs_equal
 def cfg(**kw):
     base = dict(m=12, seq_length=10, epochs=2, sample_every=0, seed=3, backend="numpy")
     base.update(kw)
-    return rc.Config(**base)
+    return training.Config(**base)
 
 
 # ----------------------------------------------------------------------------- Adam
@@ -33,12 +35,12 @@ def test_adam_step_on_hand_made_numbers():
 
 def test_adam_training_resumes_exactly(corpus, tmp_path):
     c = cfg(optimizer="adam", eta=0.005, epochs=2)
-    full = rc.train(corpus, c, progress=False)
+    full = training.train(corpus, c, progress=False)
     ck = tmp_path / "a.npz"
-    rc.train(corpus, c.replace(max_updates=70), checkpoint=ck, progress=False)
-    back = rc.load_checkpoint(ck)
+    training.train(corpus, c.replace(max_updates=70), checkpoint=ck, progress=False)
+    back = training.load_checkpoint(ck)
     assert back.opt_state["t"] == 70
-    assert_runs_equal(full, rc.train(corpus, c, run=back, progress=False))
+    assert_runs_equal(full, training.train(corpus, c, run=back, progress=False))
     assert full.losses[-20:].mean() < full.losses[:20].mean()
 
 
@@ -46,17 +48,17 @@ def test_adam_training_resumes_exactly(corpus, tmp_path):
 def test_random_order_plan_is_valid_and_resets_every_time(corpus):
     c = cfg(order="random")
     N, T = len(corpus.data), c.seq_length
-    starts, resets = rc.epoch_plan(c, N, 0)
+    starts, resets = training.epoch_plan(c, N, 0)
     assert len(starts) == (N - 1) // T and resets.all()
     assert starts.min() >= 0 and (starts + T + 1 <= N).all()
-    assert not np.array_equal(starts, rc.epoch_plan(c, N, 1)[0])  # a new draw each epoch
-    assert np.array_equal(starts, rc.epoch_plan(c, N, 0)[0])  # and the same draw again on resume
+    assert not np.array_equal(starts, training.epoch_plan(c, N, 1)[0])  # a new draw each epoch
+    assert np.array_equal(starts, training.epoch_plan(c, N, 0)[0])  # and the same draw again on resume
 
 
 def test_chunk_order_shuffles_whole_chunks(corpus):
     c = cfg(order="chunks", chunk_sequences=7)
     N, T = len(corpus.data), c.seq_length
-    starts, resets = rc.epoch_plan(c, N, 0)
+    starts, resets = training.epoch_plan(c, N, 0)
     seq = np.arange((N - 1) // T) * T
     assert sorted(starts.tolist()) == seq.tolist()  # every sequence once
     assert not np.array_equal(starts, seq)  # in another order
@@ -70,7 +72,7 @@ def test_chunk_order_shuffles_whole_chunks(corpus):
 def test_orders_train_reset_hprev_and_resume(corpus, tmp_path, monkeypatch, order):
     c = cfg(order=order, chunk_sequences=5)
     seen = []
-    import charrnn.train as tr
+    import charrnn.training.loop as tr
 
     real = tr.loss_and_grads
 
@@ -79,51 +81,51 @@ def test_orders_train_reset_hprev_and_resume(corpus, tmp_path, monkeypatch, orde
         return real(params, X, Y, hprev)
 
     monkeypatch.setattr(tr, "loss_and_grads", spy)
-    full = rc.train(corpus, c, progress=False)
+    full = training.train(corpus, c, progress=False)
     monkeypatch.undo()
-    starts, resets = rc.epoch_plan(c, len(corpus.data), 0)
+    starts, resets = training.epoch_plan(c, len(corpus.data), 0)
     for (X, hsum), s, r in zip(seen, starts, resets):
         assert np.array_equal(X, corpus.data[s:s + 10])
         assert (hsum == 0) == bool(r)
     ck = tmp_path / "o.npz"
-    rc.train(corpus, c.replace(max_updates=45), checkpoint=ck, progress=False)
-    assert_runs_equal(full, rc.train(corpus, c, run=rc.load_checkpoint(ck), progress=False))
+    training.train(corpus, c.replace(max_updates=45), checkpoint=ck, progress=False)
+    assert_runs_equal(full, training.train(corpus, c, run=training.load_checkpoint(ck), progress=False))
 
 
 def test_bad_order_settings_are_refused():
     with pytest.raises(rc.RNNError, match="order"):
-        rc.Config(order="backwards")
+        training.Config(order="backwards")
     with pytest.raises(rc.RNNError, match="batch_size 1"):
-        rc.Config(order="random", batch_size=4)
+        training.Config(order="random", batch_size=4)
     with pytest.raises(rc.RNNError, match="holdout"):
-        rc.Config(eval_every=10)
+        training.Config(eval_every=10)
 
 
 # ----------------------------------------------------------------------------- validation
 def test_validation_is_evaluated_on_the_held_out_part_only(corpus, tmp_path):
     c = cfg(holdout=0.2, eval_every=16, epochs=2)  # 2 epochs of 97 updates: evaluations at 0, 16, ..., 192
-    run = rc.train(corpus, c, progress=False)
+    run = training.train(corpus, c, progress=False)
     train_part, held = corpus.split(0.2)
     assert run.updates_per_epoch == (len(train_part.data) - 1) // 10 == 97
     assert run.val_updates == list(range(0, run.update + 1, 16))
     i = int(np.argmin(run.val_losses))
     assert run.best_val == run.val_losses[i] and run.best_val_update == run.val_updates[i]
-    assert rc.evaluate_loss(run.params, held) != run.val_losses[-1]  # 194 updates, last evaluation at 192
+    assert heldout.heldout_loss(run.params, held) != run.val_losses[-1]  # 194 updates, last evaluation at 192
     # each evaluation reads the held-out blocks from the hidden state the run carries at that update
-    stop = rc.train(corpus, c.replace(max_updates=192), progress=False)
-    assert rc.evaluate_loss(stop.params, held, h0=stop.hprev) == stop.val_losses[-1] == run.val_losses[-1]
+    stop = training.train(corpus, c.replace(max_updates=192), progress=False)
+    assert heldout.heldout_loss(stop.params, held, stop.hprev) == stop.val_losses[-1] == run.val_losses[-1]
     ck = tmp_path / "v.npz"
-    rc.train(corpus, c.replace(max_updates=50), checkpoint=ck, progress=False)
-    assert rc.load_checkpoint(ck).val_updates == [0, 16, 32, 48]
-    resumed = rc.train(corpus, c, run=rc.load_checkpoint(ck), progress=False)
+    training.train(corpus, c.replace(max_updates=50), checkpoint=ck, progress=False)
+    assert training.load_checkpoint(ck).val_updates == [0, 16, 32, 48]
+    resumed = training.train(corpus, c, run=training.load_checkpoint(ck), progress=False)
     assert resumed.val_losses == run.val_losses and resumed.val_updates == run.val_updates
     assert_runs_equal(run, resumed)
 
 
 def test_validation_with_the_kernel(corpus, monkeypatch):
     """The kernel evaluates on the same grid as the numpy loop, and it is the kernel that trains."""
-    from charrnn import kernel
-    import charrnn.train as tr
+    from charrnn.kernels import single as kernel
+    import charrnn.training.loop as tr
 
     if not kernel.available():
         pytest.skip(f"the kernel does not run here: {kernel.unavailable_reason()}")
@@ -132,9 +134,9 @@ def test_validation_with_the_kernel(corpus, monkeypatch):
         raise AssertionError("trained with the numpy loop, not the kernel")
 
     monkeypatch.setattr(tr, "_numpy_updates", no_numpy)
-    run = rc.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numba"), progress=False)
+    run = training.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numba"), progress=False)
     monkeypatch.undo()
-    ref = rc.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numpy"), progress=False)
+    ref = training.train(corpus, cfg(holdout=0.2, eval_every=15, backend="numpy"), progress=False)
     assert run.config.backend == "numba" and run.val_updates == ref.val_updates
     assert run.val_updates[:3] == [0, 15, 30]
     # the first evaluation is of the initial parameters, which the two backends share exactly
@@ -145,7 +147,7 @@ def test_validation_with_the_kernel(corpus, monkeypatch):
 @pytest.fixture(scope="module")
 def kn():
     text = TEXT * 3
-    return rc.KneserNey(text, "".join(sorted(set(text + "Zq"))), max_order=5)
+    return study.KneserNey(text, "".join(sorted(set(text + "Zq"))), max_order=5)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
@@ -164,7 +166,7 @@ def test_ngram_higher_orders_predict_better_on_seen_text(kn):
 
 
 def test_ngram_order_one_is_a_discounted_unigram():
-    kn = rc.KneserNey("aab", "abc", max_order=2)
+    kn = study.KneserNey("aab", "abc", max_order=2)
     D = kn.levels[(1, "raw")][1]  # n1 = 1 ("b"), n2 = 1 ("a"): D = 1/3
     assert D == pytest.approx(1 / 3)
     assert kn.prob("", "a", 1) == pytest.approx((2 - D) / 3 + D * 2 / 3 / 3)
@@ -174,13 +176,13 @@ def test_ngram_order_one_is_a_discounted_unigram():
 # ----------------------------------------------------------------------------- inside the network
 def test_text_features_and_unit_picking():
     text = "ROMEO.\nHello [aside] there\n"
-    f = rc.text_features(text)
+    f = report.text_features(text)
     assert f["inside [brackets]"].tolist() == [c in "[aside]" and 13 <= i <= 19 for i, c in enumerate(text)]
     assert f["end of line"].sum() == 2 and f["speaker-name line"][:6].all() and not f["speaker-name line"][8]
     rng = np.random.default_rng(0)
     H = rng.standard_normal((len(text), 6)) * 0.1
     H[:, 4] = np.where(f["inside [brackets]"], -0.9, 0.2)  # a planted unit
-    unit, r = rc.pick_units(H, f)["inside [brackets]"]
+    unit, r = report.pick_units(H, f)["inside [brackets]"]
     assert unit == 4 and r == pytest.approx(-1.0)
 
 
@@ -188,7 +190,7 @@ def test_top_candidates_are_the_most_probable_next_characters(corpus):
     """Checked against the sampler's own distribution, step by step (an independent path)."""
     params = rc.init_params(corpus.vocab.K, 8, np.random.default_rng(0), 0.5)
     idx = corpus.data[:30]
-    top, probs = rc.top_candidates(params, idx, k=4)
+    top, probs = report.top_candidates(params, idx, k=4)
     assert top.shape == probs.shape == (30, 4)
     h = np.zeros(8)
     for t, x in enumerate(idx):
@@ -200,19 +202,19 @@ def test_top_candidates_are_the_most_probable_next_characters(corpus):
 
 
 def test_sampled_text_measures():
-    assert rc.distinct_word_ratio("the cat the dog") == 0.75
-    assert rc.known_word_fraction("the zzz", "the cat") == 0.5
+    assert report.distinct_word_ratio("the cat the dog") == 0.75
+    assert report.known_word_fraction("the zzz", "the cat") == 0.5
 
 
 # ----------------------------------------------------------------------------- background training
 def test_prefetch_trains_in_the_background_and_equals_training_here(corpus, tmp_path):
     c1, c2 = cfg(epochs=1), cfg(epochs=2)
-    started = rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path, workers=1)
+    started = study.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path, workers=1)
     assert len(started) == 2
-    a = rc.cached_run(corpus, c2, runs_dir=tmp_path)
-    assert_runs_equal(a, rc.train(corpus, c2, progress=False))
-    assert rc.cached_run(corpus, c1, runs_dir=tmp_path).update == a.updates_per_epoch
-    assert rc.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
+    a = study.cached_run(corpus, c2, runs_dir=tmp_path)
+    assert_runs_equal(a, training.train(corpus, c2, progress=False))
+    assert study.cached_run(corpus, c1, runs_dir=tmp_path).update == a.updates_per_epoch
+    assert study.prefetch(corpus, [[c1, c2]], runs_dir=tmp_path) == []  # cached: nothing to do
 
 
 def test_workers_get_one_numba_thread_and_the_notebook_keeps_its_numba_variables():
@@ -221,7 +223,8 @@ def test_workers_get_one_numba_thread_and_the_notebook_keeps_its_numba_variables
     through NUMBA_NUM_THREADS in the notebook's own environment. The workers set it themselves."""
     import os
 
-    from charrnn import kernel_ops, runcache
+    from charrnn.kernels import ops as kernel_ops
+    from charrnn.study import runcache
 
     def numba_vars():
         return {k: v for k, v in os.environ.items() if k.startswith("NUMBA_")}
@@ -243,23 +246,23 @@ def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp
     import time
     from pathlib import Path
 
-    from charrnn import runcache
+    from charrnn.study import runcache
 
     c = cfg(epochs=1)
     path = runcache._run_path(corpus, c, tmp_path)
     root = Path(__file__).resolve().parent.parent
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from charrnn.checkpoint import checkpoint_lock\n"
+                               "import sys, time; from charrnn.training.checkpoint import checkpoint_lock\n"
                                f"with checkpoint_lock({str(path)!r}):\n"
                                "    print('held', flush=True); time.sleep(2.0)\n"],
                               cwd=root, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         t0 = time.monotonic()
-        run = rc.cached_run(corpus, c, runs_dir=tmp_path)
+        run = study.cached_run(corpus, c, runs_dir=tmp_path)
         assert time.monotonic() - t0 > 1.0  # it waited for the holder (2 s from "held")
         assert holder.wait(10) == 0  # the holder ran its course
-        assert_runs_equal(run, rc.train(corpus, c, progress=False))
+        assert_runs_equal(run, training.train(corpus, c, progress=False))
     finally:
         holder.kill()
 
@@ -276,11 +279,11 @@ def test_background_workers_exit_when_their_parent_dies(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     code = (
-        "import sys, time, rnn_core as rc; from charrnn import runcache\n"
+        "import sys, time; from charrnn import study, training; from charrnn.study import runcache\n"
         "sys.path.insert(0, 'tests'); from conftest import TEXT\n"
-        "corpus = rc.corpus_from_text(TEXT * 40, seq_length=10)\n"
-        "cfg = rc.Config(m=64, seq_length=10, epochs=10**6, max_updates=10**8, sample_every=0, backend='numpy')\n"
-        f"rc.prefetch(corpus, [cfg], runs_dir={str(tmp_path)!r}, workers=1)\n"
+        "corpus = training.corpus_from_text(TEXT * 40, seq_length=10)\n"
+        "cfg = training.Config(m=64, seq_length=10, epochs=10**6, max_updates=10**8, sample_every=0, backend='numpy')\n"
+        f"study.prefetch(corpus, [cfg], runs_dir={str(tmp_path)!r}, workers=1)\n"
         "time.sleep(3.0)\n"
         "print(*runcache._POOL._processes, flush=True)\n"
         "time.sleep(600)\n"

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-from charrnn import kernel, kernel_math
+from charrnn import kernels, training
+from charrnn.kernels import single as kernel
+from charrnn.kernels import vecmath as kernel_math
 from conftest import random_params
 from test_kernel import ROOT, rel_norm
 from test_train import assert_runs_equal
@@ -28,7 +30,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 @pytest.mark.parametrize("m, T, sig", [(5, 25, 0.1), (100, 25, 0.01), (100, 25, 0.1), (37, 7, 0.5)])
 def test_float32_kernel_matches_the_float64_form_for_one_sequence(corpus, m, T, sig):
     """The same (float32-valued) weights and sequence: the float32 kernel against the exact numpy form."""
-    params = rc.float32_values(random_params(corpus.vocab.K, m, seed=m + T, sig=sig))
+    params = kernels.float32_values(random_params(corpus.vocab.K, m, seed=m + T, sig=sig))
     hprev = (np.random.default_rng(1).standard_normal(m) * 0.5).astype(np.float32).astype(np.float64)
     X, Y = corpus.data[10:10 + T], corpus.data[11:11 + T]
     loss_r, g_r, h_r = rc.loss_and_grads(params, X, Y, hprev)
@@ -48,7 +50,7 @@ def test_float32_gradients_pass_their_own_check(corpus, m, sig, spot):
     at sig 0.01 dW's entries are small and the float64 form itself reaches 5e-6 to 9e-6 there,
     README) relative. 1e-4 is the
     float32 threshold; a wrong gradient is off by order 1."""
-    table = rc.gradcheck_on_text(corpus.data, corpus.vocab.K, m, 25, sig, n_spot=spot, dtype="float32")
+    table = training.gradcheck_on_text(corpus.data, corpus.vocab.K, m, 25, sig, n_spot=spot, dtype="float32")
     assert max(row["max_rel"] for row in table.values()) < 1e-4
 
 
@@ -59,8 +61,8 @@ def test_float32_adds_no_failure_of_its_own_at_large_weights(corpus, sig, seed):
     the check allows (GRADCHECK_SCALE_TOL): wherever the float64 check fails no entry of a gradient,
     the float32 check fails none either. (At sig 2 here both fail some: the centred differences
     themselves are off by up to 7e-4 in float64, the curvature is so large.)"""
-    double = rc.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed)
-    single = rc.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed, dtype="float32")
+    double = training.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed)
+    single = training.gradcheck_on_text(corpus.data, corpus.vocab.K, 5, 25, sig, seed=seed, dtype="float32")
     assert all(single[k]["failed"] == 0 for k in single if double[k]["failed"] == 0), (single, double)
 
 
@@ -84,9 +86,9 @@ def test_tanh_and_exp_in_float32_are_within_a_few_ulp():
 
 @needs_kernel
 def test_a_float32_run_is_deterministic_and_holds_float32_values(corpus):
-    cfg = rc.Config(m=20, seq_length=10, max_updates=300, sample_every=100, sample_length=20, dtype="float32")
-    a = rc.train(corpus, cfg, progress=False)
-    b = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=20, seq_length=10, max_updates=300, sample_every=100, sample_length=20, dtype="float32")
+    a = training.train(corpus, cfg, progress=False)
+    b = training.train(corpus, cfg, progress=False)
     assert_runs_equal(a, b)
     assert a.samples == b.samples
     arrays = list(a.params.values()) + list(a.best_params.values()) + list(a.opt_state["G"].values()) + [a.hprev]
@@ -99,9 +101,9 @@ def test_a_float32_run_follows_the_float64_run(corpus):
     within 1e-4 of the float64 ones, relative (measured 1.2e-6); the first loss, before any
     update, within 100 epsilons (measured 2e-10). At m = 100 the two part like any two roundings:
     AdaGrad's first steps amplify them (test_kernel.py)."""
-    cfg = rc.Config(m=12, seq_length=10, epochs=2, sample_every=0)
-    exact = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
-    single = rc.train(corpus, cfg.replace(dtype="float32"), progress=False)
+    cfg = training.Config(m=12, seq_length=10, epochs=2, sample_every=0)
+    exact = training.train(corpus, cfg.replace(backend="numba"), progress=False)
+    single = training.train(corpus, cfg.replace(dtype="float32"), progress=False)
     assert (single.update, single.epoch, single.pos) == (exact.update, exact.epoch, exact.pos)
     assert abs(single.losses[0] - exact.losses[0]) <= 100 * EPS32 * exact.losses[0]
     assert np.max(np.abs(single.losses - exact.losses) / exact.losses) < 1e-4
@@ -110,11 +112,11 @@ def test_a_float32_run_follows_the_float64_run(corpus):
 @needs_kernel
 @pytest.mark.parametrize("changes", [dict(), dict(order="random"), dict(optimizer="adam", eta=0.005)])
 def test_float32_runs_resume_bit_for_bit(corpus, tmp_path, changes):
-    cfg = rc.Config(m=12, seq_length=10, epochs=2, sample_every=30, sample_length=20, dtype="float32", **changes)
-    full = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=12, seq_length=10, epochs=2, sample_every=30, sample_length=20, dtype="float32", **changes)
+    full = training.train(corpus, cfg, progress=False)
     ck = tmp_path / "k.npz"
-    rc.train(corpus, cfg.replace(max_updates=51), checkpoint=ck, progress=False)
-    resumed = rc.train(corpus, cfg, run=rc.load_checkpoint(ck), progress=False)
+    training.train(corpus, cfg.replace(max_updates=51), checkpoint=ck, progress=False)
+    resumed = training.train(corpus, cfg, run=training.load_checkpoint(ck), progress=False)
     assert resumed.config.dtype == "float32"
     assert_runs_equal(full, resumed)
 
@@ -122,26 +124,26 @@ def test_float32_runs_resume_bit_for_bit(corpus, tmp_path, changes):
 @needs_kernel
 def test_a_float32_run_holding_a_value_float32_cannot_hold_is_refused(corpus):
     """The kernel would round it silently (1e39 to inf): a resumed float32 run is checked first."""
-    cfg = rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, dtype="float32")
-    run = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=8, seq_length=10, max_updates=5, sample_every=0, dtype="float32")
+    run = training.train(corpus, cfg, progress=False)
     run.params["b"][0] = 1e39
     with pytest.raises(rc.RNNError, match="float32 cannot hold"):
-        rc.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
+        training.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
     run.params["b"][0] = 0.1  # not a float32 value either
     with pytest.raises(rc.RNNError, match="float32 cannot hold"):
-        rc.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
+        training.train(corpus, cfg.replace(max_updates=10), run=run, progress=False)
 
 
 def test_float32_is_refused_outside_the_batch_1_kernel():
     for changes in (dict(batch_size=4), dict(backend="numpy"), dict(backend="steps"), dict(dtype="float16")):
         with pytest.raises(rc.RNNError):
-            rc.Config(**{"dtype": "float32", **changes})
+            training.Config(**{"dtype": "float32", **changes})
 
 
 def test_a_float32_run_without_numba_stops_with_one_line(tmp_path, corpus_file):
     """Not a silent float64 run: where the kernel cannot run, a float32 run is refused."""
     env = {"RNN_DISABLE_NUMBA": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "rnn_core", "train", "--data", str(corpus_file), "--dtype",
+    out = subprocess.run([sys.executable, "-m", "charrnn", "train", "--data", str(corpus_file), "--dtype",
                           "float32", "--max-updates", "3", "--out", str(tmp_path / "r.npz"), "--no-progress"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert out.returncode != 0

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import rnn_core as rc  # noqa: E402
+import rnn_core as rc
+from charrnn import training  # noqa: E402
 from conftest import TEXT  # noqa: E402
 
 BASES = {  # three kinds of run, so every optional member and every optimiser state is fuzzed
@@ -35,15 +36,15 @@ BASES = {  # three kinds of run, so every optional member and every optimiser st
 # ----------------------------------------------------------------------------- the worker
 def worker(corpus_path: str) -> None:
     """Reads file paths from stdin; answers each with `ok`, `error <message>` or `bug <message>`."""
-    corpus = rc.load_corpus(corpus_path, seq_length=10)
+    corpus = training.load_corpus(corpus_path, seq_length=10)
     for line in sys.stdin:
         path = line.strip()
         try:
-            run = rc.load_checkpoint(path)
+            run = training.load_checkpoint(path)
             for name in ("params", "best_params"):
                 tree = getattr(run, name) or {}
                 assert all(np.isfinite(v).all() for v in tree.values()), name
-            run = rc.train(corpus, run=run, config=run.config.replace(max_updates=run.update + 3), progress=False)
+            run = training.train(corpus, run=run, config=run.config.replace(max_updates=run.update + 3), progress=False)
             assert all(np.isfinite(v).all() for v in run.params.values()), "parameters not finite after resuming"
             answer = "ok"
         except rc.RNNError as exc:
@@ -188,12 +189,12 @@ def corpus_file(tmp_path_factory):
 
 def test_mutated_checkpoints_fail_cleanly_or_validate_and_resume(corpus_file, tmp_path):
     t0 = time.perf_counter()
-    corpus = rc.load_corpus(corpus_file, seq_length=10)
+    corpus = training.load_corpus(corpus_file, seq_length=10)
     rng = np.random.default_rng(0)
     cases = []
     for name, kw in BASES.items():
         base = tmp_path / f"{name}.npz"
-        rc.train(corpus, rc.Config(**kw), checkpoint=base, progress=False)
+        training.train(corpus, training.Config(**kw), checkpoint=base, progress=False)
         cases += mutations(base, tmp_path, rng)
     outcomes = run_workers([p for _, p in cases], corpus_file)
     bad = [f"{desc}: {o}" for (desc, _), o in zip(cases, outcomes) if not (o == "ok" or o.startswith("error "))]

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import rnn_core as rc  # noqa: E402
+import rnn_core as rc
+from charrnn import study, training  # noqa: E402
 from conftest import TEXT  # noqa: E402
 
 GOLDEN = HERE / "golden.json"
@@ -55,9 +56,9 @@ def fingerprint(run) -> dict:
 
 
 def run_case(name: str, **override) -> dict:
-    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
-    cfg = rc.Config(**{**BASE, **CASES[name], **override})
-    return fingerprint(rc.train(corpus, cfg, progress=False))
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
+    cfg = training.Config(**{**BASE, **CASES[name], **override})
+    return fingerprint(training.train(corpus, cfg, progress=False))
 
 
 def differences(name: str, got: dict, want: dict) -> list:
@@ -65,14 +66,15 @@ def differences(name: str, got: dict, want: dict) -> list:
 
 
 def _kernel_runs() -> bool:
-    from charrnn import kernel
+    from charrnn.kernels import single as kernel
 
     return kernel.available()
 
 
 def machine_class() -> str:
     """What fixes the last bits of a run besides the code: the kernels' vector width and the BLAS."""
-    from charrnn import blas, kernel_ops
+    from charrnn.kernels import blas
+    from charrnn.kernels import ops as kernel_ops
 
     return f"{kernel_ops.vector_bits()}-bit vectors, {blas.BACKEND}"
 
@@ -80,9 +82,9 @@ def machine_class() -> str:
 @pytest.fixture(scope="module")
 def golden():
     data = json.loads(GOLDEN.read_text())
-    if data["numerics_version"] != rc.NUMERICS_VERSION:
+    if data["numerics_version"] != study.NUMERICS_VERSION:
         pytest.fail(f"tests/golden.json holds numbers of numerics version {data['numerics_version']}, the code "
-                    f"says {rc.NUMERICS_VERSION}: renew them with `.venv/bin/python tests/test_golden.py --renew`")
+                    f"says {study.NUMERICS_VERSION}: renew them with `.venv/bin/python tests/test_golden.py --renew`")
     runs = data["machines"].get(machine_class())
     if runs is None:
         pytest.skip(f"no golden numbers for this machine class ({machine_class()}; recorded: "
@@ -115,7 +117,7 @@ if __name__ == "__main__":
     if not _kernel_runs():
         sys.exit("the numba kernel does not run here: cannot renew its golden numbers")
     old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    machines = old.get("machines", {}) if old.get("numerics_version") == rc.NUMERICS_VERSION else {}
+    machines = old.get("machines", {}) if old.get("numerics_version") == study.NUMERICS_VERSION else {}
     machines[machine_class()] = {name: run_case(name) for name in CASES}
-    GOLDEN.write_text(json.dumps({"numerics_version": rc.NUMERICS_VERSION, "machines": machines}, indent=1) + "\n")
-    print(f"wrote {GOLDEN} for numerics version {rc.NUMERICS_VERSION}, machine class {machine_class()}")
+    GOLDEN.write_text(json.dumps({"numerics_version": study.NUMERICS_VERSION, "machines": machines}, indent=1) + "\n")
+    print(f"wrote {GOLDEN} for numerics version {study.NUMERICS_VERSION}, machine class {machine_class()}")

@@ -1,4 +1,4 @@
-"""Hostile input and faults: every case a real `python -m rnn_core` process that must refuse in one line.
+"""Hostile input and faults: every case a real `python -m charrnn` process that must refuse in one line.
 
 Each case of the table runs in its own directory (a small corpus and a valid checkpoint, plus what
 the case sets up), in a thread pool so that the processes overlap. A refusal must: exit with the
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from charrnn import study, training
 from conftest import TEXT
 from test_fuzz import arrays_of, with_meta, write_npz
 
@@ -233,7 +234,7 @@ GOOD = [
     # a file name in bytes that are not UTF-8 (Python holds them as surrogates): a traceback until this round
     ("an --out name that is not UTF-8 trains and saves",
      [*TRAIN, "--out", "bad\udcff.npz", "--max-updates", "5", "--backend", "numpy"], None, {},
-     lambda d, p: (d / "bad\udcff.npz").is_file() and rc.load_checkpoint(d / "bad\udcff.npz").update == 5),
+     lambda d, p: (d / "bad\udcff.npz").is_file() and training.load_checkpoint(d / "bad\udcff.npz").update == 5),
 ]
 
 
@@ -251,7 +252,7 @@ def snapshot(d: Path) -> dict:
 
 def run_case(d: Path, argv, extra_env=None):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rnn_core", *argv], cwd=d, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "charrnn", *argv], cwd=d, capture_output=True, text=True,
                           errors="backslashreplace",  # output may name a file whose name is not UTF-8
                           env=env(**(extra_env or {})), timeout=120)  # a hang fails here
     return proc, time.perf_counter() - t0
@@ -262,9 +263,9 @@ def base(tmp_path_factory):
     """A corpus and a checkpoint of 20 updates with the CLI's settings for TINY (so --resume accepts it)."""
     d = tmp_path_factory.mktemp("base")
     (d / "corpus.txt").write_text(TEXT * 3, encoding="utf-8")
-    corpus = rc.load_corpus(d / "corpus.txt", seq_length=10)
+    corpus = training.load_corpus(d / "corpus.txt", seq_length=10)
     # the numpy form: no process of the table then compiles the kernel (seconds each while kernel.py changes)
-    rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=20, backend="numpy"), checkpoint=d / "ck.npz",
+    training.train(corpus, training.Config(m=8, seq_length=10, max_updates=20, backend="numpy"), checkpoint=d / "ck.npz",
              progress=False)
     return d
 
@@ -321,10 +322,10 @@ def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base,
     args = ["train", "--data", str(base / "corpus.txt"), "--max-updates", "6000", "--epochs", "1000000",
             "--backend", "numpy", *TINY]
     ref = tmp_path / "ref.npz"
-    assert subprocess.run([sys.executable, "-m", "rnn_core", *args, "--out", str(ref)], env=env(),
+    assert subprocess.run([sys.executable, "-m", "charrnn", *args, "--out", str(ref)], env=env(),
                           capture_output=True, timeout=300).returncode == 0
     out = tmp_path / "run.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "rnn_core", *args, "--out", str(out)], env=env(),
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", *args, "--out", str(out)], env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stderr.readline()  # "corpus ...": the lock is held and training starts
     second, seconds = run_case(tmp_path, [*args, "--out", str(out), "--force"])
@@ -337,7 +338,7 @@ def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base,
     assert proc.returncode == 128 + signum and signal.Signals(signum).name in err and "--resume" in err, err
     assert len(err.strip().splitlines()) == 1, err  # the "interrupted" line only ("corpus" was read above)
     assert not list(tmp_path.glob(".run.npz*"))  # no temp file, no lock file left
-    done = subprocess.run([sys.executable, "-m", "rnn_core", *args, "--out", str(out), "--resume"], env=env(),
+    done = subprocess.run([sys.executable, "-m", "charrnn", *args, "--out", str(out), "--resume"], env=env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     a, b = arrays_of(ref), arrays_of(out)
@@ -352,7 +353,7 @@ def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base,
 def test_two_trains_started_at_once_on_one_new_out_one_is_refused(base, tmp_path):
     """Both start together: one trains and writes the file, the other is refused in one line (by the
     lock while the first trains, or because the file exists if the first is already done)."""
-    argv = [sys.executable, "-m", "rnn_core", *TRAIN, "--out", "new.npz", "--max-updates", "3000", "--epochs", "100",
+    argv = [sys.executable, "-m", "charrnn", *TRAIN, "--out", "new.npz", "--max-updates", "3000", "--epochs", "100",
             "--backend", "numpy"]
     shutil.copy(base / "corpus.txt", tmp_path / "corpus.txt")
     procs = [subprocess.Popen(argv, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -362,13 +363,13 @@ def test_two_trains_started_at_once_on_one_new_out_one_is_refused(base, tmp_path
     assert codes == [0, 1], outs
     err = next(e for p, (_, e) in zip(procs, outs) if p.returncode == 1).strip().splitlines()
     assert len(err) == 1 and ("being written by another process" in err[0] or "exists" in err[0]), err
-    assert rc.load_checkpoint(tmp_path / "new.npz").update == 3000
+    assert training.load_checkpoint(tmp_path / "new.npz").update == 3000
 
 
 def test_a_killed_writer_leaves_no_stuck_lock(base, tmp_path):
     """kill -9 while holding the lock: the system drops the flock, so the next `train` goes ahead."""
     shutil.copy(base / "corpus.txt", tmp_path / "corpus.txt")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from charrnn.checkpoint import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from charrnn.training.checkpoint import "
                                "checkpoint_lock\nwith checkpoint_lock(sys.argv[1]):\n print('held', flush=True); "
                                "time.sleep(300)", str(tmp_path / "ck.npz")], env=env(), stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -384,7 +385,7 @@ def test_a_killed_writer_leaves_no_stuck_lock(base, tmp_path):
 
 # ----------------------------------------------------------------------------- streaming samples
 def test_a_huge_sample_streams_in_bounded_memory(base):
-    proc = subprocess.Popen([sys.executable, "-m", "rnn_core", "sample", "--checkpoint", str(base / "ck.npz"),
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", "--checkpoint", str(base / "ck.npz"),
                              "--length", "1000000000"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         t0 = time.perf_counter()
@@ -402,11 +403,11 @@ def test_a_huge_sample_streams_in_bounded_memory(base):
 
 def test_sample_with_standard_output_closed_is_refused_in_one_line(base):
     """`sample ... >&-`: Python starts with no sys.stdout; one line on stderr, exit 1, no traceback."""
-    proc = subprocess.run([sys.executable, "-m", "rnn_core", "sample", "--checkpoint", str(base / "ck.npz"),
+    proc = subprocess.run([sys.executable, "-m", "charrnn", "sample", "--checkpoint", str(base / "ck.npz"),
                            "--length", "50"], env=env(), stdout=None, stderr=subprocess.PIPE, text=True,
                           preexec_fn=lambda: os.close(1), timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == ["python -m rnn_core sample: error: standard output is closed"]
+    assert proc.stderr.strip().splitlines() == ["python -m charrnn sample: error: standard output is closed"]
 
 
 # ----------------------------------------------------------------------------- the run cache heals
@@ -430,19 +431,19 @@ def _zero_params_bytes(path: Path):
     lambda p: write_npz(p, with_meta(arrays_of(p), lambda m: m.update(corpus_sha256="0" * 64))),
 ], ids=["zero bytes", "truncated", "NaN parameters", "wrongly shaped parameters", "zeroed bytes", "another corpus"])
 def test_the_run_cache_sets_a_bad_file_aside_and_trains_again(tmp_path, capsys, damage):
-    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
-    cfg = rc.Config(m=8, seq_length=10, max_updates=30, sample_every=0, backend="numpy")
-    first = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
+    cfg = training.Config(m=8, seq_length=10, max_updates=30, sample_every=0, backend="numpy")
+    first = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     (path,) = tmp_path.glob("*.npz")
     damage(path)
     capsys.readouterr()
-    again = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    again = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "set aside as" in err[0] and "set-aside" in err[0], err
     assert len(list((tmp_path / "set-aside").iterdir())) == 1
     for k in rc.PARAM_NAMES:
         assert np.array_equal(again.params[k], first.params[k]), k  # trained again, to the same run
-    assert rc.load_checkpoint(path).update == 30  # and the healed file is served from now on
+    assert training.load_checkpoint(path).update == 30  # and the healed file is served from now on
 
 
 # ----------------------------------------------------------------------------- the library refuses the same
@@ -453,41 +454,41 @@ def _nan_params():
 
 
 def _train_small(tmp_path, **kw):
-    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
-    return rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy", **kw),
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
+    return training.train(corpus, training.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy", **kw),
                     progress=False)
 
 
 def _resume_altered(change):
     """train() on a run whose arrays a notebook changed in memory after it was made."""
-    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
-    run = rc.new_run(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numba"))
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
+    run = training.new_run(corpus, training.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numba"))
     change(run)
-    return rc.train(corpus, run=run, progress=False)
+    return training.train(corpus, run=run, progress=False)
 
 
 LIBRARY = [
-    ("Config seed -1", lambda t: rc.Config(seed=-1), "seed must be in"),
-    ("Config eval_every -5", lambda t: rc.Config(eval_every=-5, holdout=0.1), "eval_every must be in"),
-    ("Config m 100000", lambda t: rc.Config(m=100_000), "GiB"),
-    ("Config m True", lambda t: rc.Config(m=True), "m must be a whole number"),
-    ("Config eta a string", lambda t: rc.Config(eta="fast"), "eta must be a number"),
-    ("Config beta2 1", lambda t: rc.Config(beta2=1.0), "beta2 must be in"),
-    ("Config from a JSON list", lambda t: rc.Config.from_json("[1, 2]"), "JSON object"),
+    ("Config seed -1", lambda t: training.Config(seed=-1), "seed must be in"),
+    ("Config eval_every -5", lambda t: training.Config(eval_every=-5, holdout=0.1), "eval_every must be in"),
+    ("Config m 100000", lambda t: training.Config(m=100_000), "GiB"),
+    ("Config m True", lambda t: training.Config(m=True), "m must be a whole number"),
+    ("Config eta a string", lambda t: training.Config(eta="fast"), "eta must be a number"),
+    ("Config beta2 1", lambda t: training.Config(beta2=1.0), "beta2 must be in"),
+    ("Config from a JSON list", lambda t: training.Config.from_json("[1, 2]"), "JSON object"),
     ("train holdout 1e-9", lambda t: _train_small(t, holdout=1e-9), "hold"),
     ("train holdout 0.01", lambda t: _train_small(t, holdout=0.01), "hold"),
     ("sampling_probs temperature 1e-308", lambda t: rc.sampling_probs(np.zeros(3), temperature=1e-308),
      "temperature"),
     ("sampling_probs infinite logits", lambda t: rc.sampling_probs(np.array([np.inf, 0.0, 1.0])), "not finite"),
-    ("sample_text NaN parameters", lambda t: rc.sample_text(_nan_params(), rc.Vocab("abc"), 5,
+    ("sample_text NaN parameters", lambda t: rc.sample_text(_nan_params(), training.Vocab("abc"), 5,
                                                             np.random.default_rng(0), "a"), "not finite"),
-    ("gradcheck sig 1e308", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, sig=1e308), "sig"),
-    ("gradcheck h 1e300", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, h=1e300), "step"),
-    ("gradcheck m 2000", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 2000, 10), "too long"),
-    ("gradcheck seed -1", lambda t: rc.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, seed=-1), "seed"),
-    ("load_checkpoint a FIFO", lambda t: (os.mkfifo(t / "f.npz"), rc.load_checkpoint(t / "f.npz")),
+    ("gradcheck sig 1e308", lambda t: training.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, sig=1e308), "sig"),
+    ("gradcheck h 1e300", lambda t: training.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, h=1e300), "step"),
+    ("gradcheck m 2000", lambda t: training.gradcheck_on_text(np.arange(30) % 3, 3, 2000, 10), "too long"),
+    ("gradcheck seed -1", lambda t: training.gradcheck_on_text(np.arange(30) % 3, 3, 5, 10, seed=-1), "seed"),
+    ("load_checkpoint a FIFO", lambda t: (os.mkfifo(t / "f.npz"), training.load_checkpoint(t / "f.npz")),
      "not a regular file"),
-    ("load_checkpoint /dev/zero", lambda t: rc.load_checkpoint("/dev/zero"), "not a regular file"),
+    ("load_checkpoint /dev/zero", lambda t: training.load_checkpoint("/dev/zero"), "not a regular file"),
     ("train a run with W (2, 2)", lambda t: _resume_altered(lambda r: r.params.update(W=np.zeros((2, 2)))),
      "params/W"),
     ("train a run with float32 U", lambda t: _resume_altered(
@@ -512,8 +513,8 @@ def test_the_library_refuses_the_same_inputs(tmp_path, case):
 
 
 def test_train_with_a_checkpoint_in_a_new_directory_creates_it_and_leaves_no_lock(tmp_path):
-    corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
     ck = tmp_path / "new" / "dir" / "c.npz"
-    rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy"),
+    training.train(corpus, training.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy"),
              checkpoint=ck, progress=False)
     assert sorted(p.name for p in ck.parent.iterdir()) == ["c.npz"]

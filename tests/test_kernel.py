@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-from charrnn import kernel, kernel_math, kernel_ops
+from charrnn import training
+from charrnn.kernels import single as kernel
+from charrnn.kernels import vecmath as kernel_math
+from charrnn.kernels import ops as kernel_ops
 from conftest import random_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,9 +83,9 @@ def test_first_updates_match_the_reference_loop(corpus, changes):
     Adam. AdaGrad's first steps amplify rounding: for an entry with a tiny gradient g, the step
     eta g / sqrt(g^2 + eps) changes by up to eta/sqrt(eps) = 1000 times a change of g. Later, the
     chaotic trajectory takes correct implementations apart."""
-    cfg = rc.Config(max_updates=5, sample_every=0, seq_length=25, **changes)
-    ref = rc.train(corpus, cfg.replace(backend="numpy"), progress=False)
-    fused = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
+    cfg = training.Config(max_updates=5, sample_every=0, seq_length=25, **changes)
+    ref = training.train(corpus, cfg.replace(backend="numpy"), progress=False)
+    fused = training.train(corpus, cfg.replace(backend="numba"), progress=False)
     np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)  # measured 3e-14 to 1.3e-13
     for k in rc.PARAM_NAMES:
         assert np.abs(fused.params[k] - ref.params[k]).max() <= 1e-9, k
@@ -93,9 +96,9 @@ def test_first_updates_match_the_reference_loop(corpus, changes):
 
 @needs_kernel
 def test_kernel_is_the_default_and_deterministic(corpus):
-    cfg = rc.Config(m=20, seq_length=10, max_updates=300, sample_every=100, sample_length=20)
-    a = rc.train(corpus, cfg, progress=False)
-    b = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=20, seq_length=10, max_updates=300, sample_every=100, sample_length=20)
+    a = training.train(corpus, cfg, progress=False)
+    b = training.train(corpus, cfg, progress=False)
     assert a.config.backend == "numba"
     assert np.array_equal(a.losses, b.losses) and np.array_equal(a.params["W"], b.params["W"])
     assert a.samples == b.samples and [s["update"] for s in a.samples] == [0, 100, 200]
@@ -108,9 +111,9 @@ def test_orders_in_the_kernel_follow_the_same_plan(corpus, order):
 
     A small network (m = 12, sig = 0.01) is not chaotic: measured, the losses differ by at most
     2.5e-15 relative and W by 1.2e-14 in norm after the 244 updates; 1e-12 leaves a margin of 400."""
-    cfg = rc.Config(m=12, seq_length=10, epochs=2, sample_every=0, order=order, chunk_sequences=9)
-    ref = rc.train(corpus, cfg.replace(backend="numpy"), progress=False)
-    fused = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
+    cfg = training.Config(m=12, seq_length=10, epochs=2, sample_every=0, order=order, chunk_sequences=9)
+    ref = training.train(corpus, cfg.replace(backend="numpy"), progress=False)
+    fused = training.train(corpus, cfg.replace(backend="numba"), progress=False)
     assert (fused.update, fused.epoch, fused.pos) == (ref.update, ref.epoch, ref.pos)
     np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)
     assert rel_norm(fused.params["W"], ref.params["W"]) <= 1e-12
@@ -122,20 +125,21 @@ def test_orders_in_the_kernel_follow_the_same_plan(corpus, order):
 def test_kernel_runs_resume_bit_for_bit(corpus, tmp_path, changes):
     from test_train import assert_runs_equal
 
-    cfg = rc.Config(m=12, seq_length=10, epochs=2, sample_every=30, sample_length=20, backend="numba", **changes)
-    full = rc.train(corpus, cfg, progress=False)
+    cfg = training.Config(m=12, seq_length=10, epochs=2, sample_every=30, sample_length=20, backend="numba", **changes)
+    full = training.train(corpus, cfg, progress=False)
     ck = tmp_path / "k.npz"
-    rc.train(corpus, cfg.replace(max_updates=51), checkpoint=ck, progress=False)
-    assert_runs_equal(full, rc.train(corpus, cfg, run=rc.load_checkpoint(ck), progress=False))
+    training.train(corpus, cfg.replace(max_updates=51), checkpoint=ck, progress=False)
+    assert_runs_equal(full, training.train(corpus, cfg, run=training.load_checkpoint(ck), progress=False))
 
 
 _FINGERPRINT = """
-import sys, numpy as np, rnn_core as rc
+import sys, numpy as np
+from charrnn import training
 sys.path.insert(0, "tests")
 from conftest import TEXT
-corpus = rc.corpus_from_text(TEXT * 3, seq_length=10)
+corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
 for B in (1, 5, 12):
-    run = rc.train(corpus, rc.Config(m=16, seq_length=10, max_updates=40, sample_every=0, batch_size=B,
+    run = training.train(corpus, training.Config(m=16, seq_length=10, max_updates=40, sample_every=0, batch_size=B,
                                      backend="numba", eta=0.05), progress=False)
     print(B, run.config.backend, repr(float(run.losses.sum())), run.params["W"].tobytes().hex()[:64],
           repr(float(np.sum(run.params["V"] * np.cos(np.arange(run.params["V"].size)).reshape(run.params["V"].shape)))))
@@ -162,14 +166,14 @@ def test_fallback_without_numba(tmp_path, corpus_file):
     env = dict(os.environ, RNN_DISABLE_NUMBA="1", RNN_PROGRESS="0")
     for batch in ("1", "4"):
         out = tmp_path / f"f{batch}.npz"
-        proc = subprocess.run([sys.executable, "-m", "rnn_core", "train", "--data", str(corpus_file), "--out", str(out),
+        proc = subprocess.run([sys.executable, "-m", "charrnn", "train", "--data", str(corpus_file), "--out", str(out),
                                "--m", "8", "--seq-length", "10", "--max-updates", "50", "--backend", "numba",
                                "--batch-size", batch], cwd=ROOT, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stderr
         notices = [line for line in proc.stderr.splitlines() if line.startswith("notice:")]
         assert len(notices) == 1 and "numpy form instead" in notices[0]
         assert "lowest smooth loss" in proc.stdout
-    code = "import rnn_core as rc; print(rc.resolve_backend('auto'), rc.resolve_backend('auto', 8))"
+    code = "from charrnn import training; print(training.resolve_backend('auto'), training.resolve_backend('auto', 8))"
     auto = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     assert auto.stdout.split() == ["numpy", "numpy"]
 
@@ -179,7 +183,7 @@ def test_the_kernels_compile_wherever_numba_is_installed():
     numba is missing (or switched off), never because a kernel stopped compiling."""
     import importlib.util
 
-    from charrnn import kernel_batch
+    from charrnn.kernels import batch as kernel_batch
 
     if importlib.util.find_spec("numba") is None or os.environ.get("RNN_DISABLE_NUMBA"):
         pytest.skip("numba is not installed here (or RNN_DISABLE_NUMBA is set)")
@@ -193,19 +197,21 @@ def test_the_numba_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
     its cache when the digest of the kernel sources differs from the one stored beside it."""
     import shutil
 
+    here = tmp_path / "charrnn" / "kernels"  # the sources at their places relative to the kernels' folder
     for name in kernel_ops.KERNEL_SOURCES:
-        shutil.copy(ROOT / "charrnn" / name, tmp_path / name)
-    cache = tmp_path / "__pycache__"
+        (here / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "charrnn" / "kernels" / name, here / name)
+    cache = here / "__pycache__"
     cache.mkdir()
     old = cache / "kernel.run_updates-1.py311.nbi"
     old.write_text("stale")
-    kernel_ops._drop_stale_cache(str(tmp_path))  # no digest yet: cleared
+    kernel_ops._drop_stale_cache(str(here))  # no digest yet: cleared
     assert not old.exists() and (cache / "kernels.sha256").exists()
     kept = cache / "kernel.run_updates-2.py311.nbc"
     kept.write_text("fresh")
-    kernel_ops._drop_stale_cache(str(tmp_path))  # same sources: kept
+    kernel_ops._drop_stale_cache(str(here))  # same sources: kept
     assert kept.exists()
-    with open(tmp_path / "kernel_ops.py", "a") as fh:  # a callee's file changes
+    with open(here / "ops.py", "a") as fh:  # a callee's file changes
         fh.write("\n# changed\n")
-    kernel_ops._drop_stale_cache(str(tmp_path))
+    kernel_ops._drop_stale_cache(str(here))
     assert not kept.exists()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
-from charrnn import kernel_batch
+from charrnn import training
+from charrnn.kernels import batch as kernel_batch
 from conftest import TEXT, random_params
 
 pytestmark = pytest.mark.skipif(not kernel_batch.available(),
@@ -61,10 +62,10 @@ def test_batch_kernel_gradients_pass_the_numerical_check(corpus):
 def test_first_updates_match_the_numpy_loop(B, changes):
     """5 updates at m = 100, T = 25: losses to 1e-12 relative, parameters to 1e-9 (measured 2e-14
     and 5e-12: AdaGrad's first steps amplify rounding, see tests/test_kernel.py)."""
-    corpus = rc.corpus_from_text(TEXT * 30, seq_length=25)
-    cfg = rc.Config(m=100, seq_length=25, max_updates=5, sample_every=0, batch_size=B, **{"eta": 0.05, **changes})
-    ref = rc.train(corpus, cfg.replace(backend="numpy"), progress=False)
-    fused = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
+    corpus = training.corpus_from_text(TEXT * 30, seq_length=25)
+    cfg = training.Config(m=100, seq_length=25, max_updates=5, sample_every=0, batch_size=B, **{"eta": 0.05, **changes})
+    ref = training.train(corpus, cfg.replace(backend="numpy"), progress=False)
+    fused = training.train(corpus, cfg.replace(backend="numba"), progress=False)
     assert fused.config.backend == "numba" and ref.config.backend == "numpy"
     np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)
     for k in rc.PARAM_NAMES:
@@ -77,9 +78,9 @@ def test_first_updates_match_the_numpy_loop(B, changes):
 def test_epochs_and_streams_follow_the_numpy_loop(corpus, B):
     """Two epochs of a small network (not chaotic: measured, losses within 8e-16 relative and W
     within 3e-15 after all updates): the same epoch ends, positions and losses."""
-    cfg = rc.Config(m=12, seq_length=10, epochs=2, sample_every=0, batch_size=B, eta=0.05)
-    ref = rc.train(corpus, cfg.replace(backend="numpy"), progress=False)
-    fused = rc.train(corpus, cfg.replace(backend="numba"), progress=False)
+    cfg = training.Config(m=12, seq_length=10, epochs=2, sample_every=0, batch_size=B, eta=0.05)
+    ref = training.train(corpus, cfg.replace(backend="numpy"), progress=False)
+    fused = training.train(corpus, cfg.replace(backend="numba"), progress=False)
     assert (fused.update, fused.epoch, fused.pos) == (ref.update, ref.epoch, ref.pos) and fused.epoch == 2
     np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)
     assert rel_norm(fused.params["W"], ref.params["W"]) <= 1e-12
@@ -87,13 +88,13 @@ def test_epochs_and_streams_follow_the_numpy_loop(corpus, B):
 
 
 def test_mini_batches_train_with_the_kernel_by_default(corpus, monkeypatch):
-    import charrnn.train as tr
+    import charrnn.training.loop as tr
 
     def no_numpy(*a, **k):
         raise AssertionError("trained with the numpy loop, not the kernel")
 
     monkeypatch.setattr(tr, "_numpy_updates", no_numpy)
-    run = rc.train(corpus, rc.Config(m=8, seq_length=10, max_updates=20, batch_size=4, sample_every=0), progress=False)
+    run = training.train(corpus, training.Config(m=8, seq_length=10, max_updates=20, batch_size=4, sample_every=0), progress=False)
     assert run.config.backend == "numba" and run.update == 20
 
 
@@ -101,10 +102,10 @@ def test_batch_kernel_is_deterministic_and_resumes_bit_for_bit(corpus, tmp_path)
     from test_train import assert_runs_equal
 
     for changes in (dict(), dict(optimizer="adam", eta=0.005)):
-        cfg = rc.Config(m=12, seq_length=10, epochs=2, batch_size=5, sample_every=30, sample_length=20,
+        cfg = training.Config(m=12, seq_length=10, epochs=2, batch_size=5, sample_every=30, sample_length=20,
                         backend="numba", **changes)
-        full = rc.train(corpus, cfg, progress=False)
-        assert_runs_equal(full, rc.train(corpus, cfg, progress=False))
+        full = training.train(corpus, cfg, progress=False)
+        assert_runs_equal(full, training.train(corpus, cfg, progress=False))
         ck = tmp_path / "b.npz"
-        rc.train(corpus, cfg.replace(max_updates=17), checkpoint=ck, progress=False)
-        assert_runs_equal(full, rc.train(corpus, cfg, run=rc.load_checkpoint(ck), progress=False))
+        training.train(corpus, cfg.replace(max_updates=17), checkpoint=ck, progress=False)
+        assert_runs_equal(full, training.train(corpus, cfg, run=training.load_checkpoint(ck), progress=False))

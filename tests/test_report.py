@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from charrnn import render
+from charrnn.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT / "assignment4.ipynb"
@@ -96,11 +96,11 @@ def small_notebook(extra_cells=()):
                              "[Passage](#psg-text) reads."),
         v4.new_markdown_cell("Run the next cell to train.", metadata={"tags": ["html-only"]}),
         v4.new_code_cell(
-            "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\nimport rnn_core as rc\n"
+            "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\nfrom charrnn import report\n"
             "fig, ax = plt.subplots(figsize=(5, 2.5))\nax.plot([1, 3, 2])\n"
-            "rc.show_figure(fig, 'fig-curve', 'A curve with $\\\\eta$.')\n"
-            "rc.show_table(['setting', 'bits/char'], [['a', '1.5'], ['b', '2.0']], 'tbl-numbers', 'Two numbers.')\n"
-            "rc.show_passage('ROMEO.\\nA line long enough to be wrapped by the page ' + 'word ' * 40 + '\\n\\nend',"
+            "report.show_figure(fig, 'fig-curve', 'A curve with $\\\\eta$.')\n"
+            "report.show_table(['setting', 'bits/char'], [['a', '1.5'], ['b', '2.0']], 'tbl-numbers', 'Two numbers.')\n"
+            "report.show_passage('ROMEO.\\nA line long enough to be wrapped by the page ' + 'word ' * 40 + '\\n\\nend',"
             " 'psg-text', 'A passage.')"),
         *extra_cells,
     ]
@@ -157,7 +157,7 @@ def test_text_panels_of_corpus_like_samples_print_at_8_pt():
     import matplotlib
 
     matplotlib.use("agg")
-    from charrnn.plots import plot_text_panels
+    from charrnn.report.plots import plot_text_panels
 
     corpus = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
     text = corpus.read_text() if corpus.exists() else ("OTHELLO:\nWhat, ho!\n\nIAGO:\nMy lord, a word.\n\n" * 30)
@@ -179,7 +179,7 @@ def rendered(tmp_path_factory):
     env = dict(os.environ, RNN_QUICK="1", RNN_PROGRESS="0", RNN_RUNS=str(out / "runs"), RNN_SEEDS="3",
                RNN_FIGURES=str(out / "figures"), PATH=without_tex_path())
     executed = execute(NB, out, env=env)
-    run = subprocess.run([sys.executable, "-m", "charrnn.render", str(executed)], cwd=ROOT, env=env,
+    run = subprocess.run([sys.executable, "-m", "charrnn.report.render", str(executed)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return out
@@ -229,9 +229,16 @@ def test_quick_report_pdf_reads_like_a_paper(rendered):
     check_geometry(rendered / "executed.typ", rendered / "executed.ipynb")
 
 
-def test_notebook_imports_the_rnn_core_front_only():
-    """The notebook narrates and calls `rnn_core`; it never reaches past it into the package."""
+def test_notebook_calls_rnn_core_and_the_wings_public_names_only():
+    """The notebook takes the maths from `rnn_core` and everything else from the package's wings,
+    by their public names: it never imports a module's private name or a numba kernel directly."""
     nb = json.loads(NB.read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "import rnn_core as rc" in code
-    assert "charrnn" not in code
+    imports = re.findall(r"^\s*(?:from (\S+) import (.+)|import (\S+))", code, flags=re.M)
+    for frm, names, plain in imports:
+        module = frm or plain
+        if module.startswith("charrnn"):
+            assert module in ("charrnn", "charrnn.training", "charrnn.study", "charrnn.report"), module
+        assert not any(n.strip().startswith("_") for n in names.split(",")), names
+    assert not re.search(r"\b(?:rc|training|study|report|kernels)\._", code)

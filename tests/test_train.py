@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import rnn_core as rc
+from charrnn import study, training
 from conftest import TEXT
 
 
@@ -19,7 +20,7 @@ def backend(request):
 def small_config(**kw):
     base = dict(m=16, seq_length=10, epochs=2, sample_every=40, sample_length=30, seed=3, backend="numpy")
     base.update(kw)
-    return rc.Config(**base)
+    return training.Config(**base)
 
 
 def assert_runs_equal(a, b):
@@ -74,11 +75,11 @@ def test_loss_function_does_not_clip(corpus):
 def test_training_step_clips(corpus, backend):
     """With sig=3 the raw gradients exceed the clip; the first AdaGrad step must use clipped ones."""
     cfg = small_config(sig=3.0, max_updates=1, clip=0.5, sample_every=0, backend=backend)
-    run0 = rc.new_run(corpus, cfg)
+    run0 = training.new_run(corpus, cfg)
     X, Y = corpus.data[:10], corpus.data[1:11]
     _, g, _ = rc.loss_and_grads(run0.params, X, Y, np.zeros(16))
     assert max(np.abs(v).max() for v in g.values()) > 0.5
-    run = rc.train(corpus, cfg, progress=False)
+    run = training.train(corpus, cfg, progress=False)
     for k in rc.PARAM_NAMES:
         want = np.abs(np.clip(g[k], -0.5, 0.5))
         got = np.sqrt(run.opt_state["G"][k])  # G = g_clipped^2 after one step
@@ -91,7 +92,7 @@ def test_loop_positions_epochs_and_samples(corpus, backend):
     cfg = small_config(backend=backend, epochs=2, sample_every=7, sample_until=30)
     N, T = len(corpus.data), cfg.seq_length
     seen = []
-    rc.train(corpus, cfg, progress=False, callback=lambda r: seen.append((r.update, r.epoch, r.pos)) and False)
+    training.train(corpus, cfg, progress=False, callback=lambda r: seen.append((r.update, r.epoch, r.pos)) and False)
     per_epoch = (N - 1) // T
     assert len(seen) == 2 * per_epoch
     positions = [p for (_, _, p) in seen]
@@ -101,7 +102,7 @@ def test_loop_positions_epochs_and_samples(corpus, backend):
     last = positions[per_epoch - 2]  # start of the epoch's last sequence, as the loop reached it
     assert last + T + 1 <= N  # it fit: its targets end at data[N - 1] at the latest
     assert last + T + T + 1 > N  # and one more would not have: fewer than T + 1 characters were left
-    run = rc.train(corpus, cfg, progress=False)
+    run = training.train(corpus, cfg, progress=False)
     assert [s["update"] for s in run.samples] == [0, 7, 14, 21, 28]
     assert all(len(s["text"]) == 30 for s in run.samples)
     assert run.samples[0]["smooth_loss"] == run.losses[0]
@@ -110,7 +111,7 @@ def test_loop_positions_epochs_and_samples(corpus, backend):
 def test_hprev_is_carried_and_reset_at_each_epoch(corpus, backend):
     cfg = small_config(backend=backend, epochs=2, sample_every=0)
     hs = []
-    rc.train(corpus, cfg, progress=False, callback=lambda r: hs.append(r.hprev.copy()) and False)
+    training.train(corpus, cfg, progress=False, callback=lambda r: hs.append(r.hprev.copy()) and False)
     per_epoch = (len(corpus.data) - 1) // cfg.seq_length
     assert np.abs(hs[0]).sum() > 0
     assert np.array_equal(hs[per_epoch - 1], np.zeros(16))
@@ -118,26 +119,26 @@ def test_hprev_is_carried_and_reset_at_each_epoch(corpus, backend):
 
 def test_smooth_loss_and_best_model(corpus, backend):
     cfg = small_config(backend=backend, epochs=3, sample_every=0, smooth=0.9)
-    run = rc.train(corpus, cfg, progress=False)
+    run = training.train(corpus, cfg, progress=False)
     L, S = run.losses, run.smooth_losses
     assert S[0] == L[0]
     np.testing.assert_allclose(S[1:], 0.9 * S[:-1] + 0.1 * L[1:], rtol=1e-15)
     assert run.best_update == int(np.argmin(S)) and run.best_smooth == S.min()
     # the best parameters are those that produced the loss of the best update
-    upto = rc.train(corpus, cfg.replace(max_updates=run.best_update), progress=False)
+    upto = training.train(corpus, cfg.replace(max_updates=run.best_update), progress=False)
     for k in rc.PARAM_NAMES:
         assert np.array_equal(upto.params[k], run.best_params[k])
 
 
 def test_initial_smooth_loss_is_T_log_K(corpus):
-    run = rc.train(corpus, rc.Config(max_updates=1, sample_every=0), progress=False)
+    run = training.train(corpus, training.Config(max_updates=1, sample_every=0), progress=False)
     assert run.smooth_losses[0] == pytest.approx(25 * math.log(corpus.vocab.K), rel=0.02)
 
 
 def test_learns_a_periodic_text_and_samples_it_back(backend):
     period = "the quick brown fox jumps. "
-    corpus = rc.corpus_from_text(period * 100, seq_length=10)
-    run = rc.train(corpus, rc.Config(m=32, seq_length=10, epochs=10, sample_every=0, seed=0, backend=backend), progress=False)
+    corpus = training.corpus_from_text(period * 100, seq_length=10)
+    run = training.train(corpus, training.Config(m=32, seq_length=10, epochs=10, sample_every=0, seed=0, backend=backend), progress=False)
     assert run.losses[-20:].mean() / 10 < 0.01  # nats per character: near zero
     h = rc.hidden_states(run.params, np.zeros(32), corpus.vocab.encode("the quick brow"))[-1]
     out = corpus.vocab.decode(rc.synthesize(run.params, h, corpus.vocab.index["n"], 2 * len(period),
@@ -146,66 +147,66 @@ def test_learns_a_periodic_text_and_samples_it_back(backend):
 
 
 def test_nan_loss_stops_with_the_update_named(corpus, backend):
-    run = rc.new_run(corpus, small_config(backend=backend, sample_every=0))
-    rc.train(corpus, run=run, progress=False, config=run.config.replace(max_updates=5))
+    run = training.new_run(corpus, small_config(backend=backend, sample_every=0))
+    training.train(corpus, run=run, progress=False, config=run.config.replace(max_updates=5))
     run.params["V"][0, 0] = np.nan
-    with pytest.raises(rc.TrainingDiverged, match="at update 5"):
-        rc.train(corpus, run=run, config=run.config.replace(max_updates=10), progress=False)
+    with pytest.raises(training.TrainingDiverged, match="at update 5"):
+        training.train(corpus, run=run, config=run.config.replace(max_updates=10), progress=False)
 
 
 # ----------------------------------------------------------------------------- determinism, resume
 def test_same_seed_same_run_other_seed_other_run(corpus, backend):
-    a = rc.train(corpus, small_config(backend=backend), progress=False)
-    b = rc.train(corpus, small_config(backend=backend), progress=False)
+    a = training.train(corpus, small_config(backend=backend), progress=False)
+    b = training.train(corpus, small_config(backend=backend), progress=False)
     assert_runs_equal(a, b)
-    c = rc.train(corpus, small_config(backend=backend, seed=4), progress=False)
+    c = training.train(corpus, small_config(backend=backend, seed=4), progress=False)
     assert not np.array_equal(a.losses, c.losses)
 
 
 def test_interrupt_and_resume_equals_the_uninterrupted_run(corpus, tmp_path, backend):
     cfg = small_config(backend=backend, epochs=3)
-    full = rc.train(corpus, cfg, progress=False)
+    full = training.train(corpus, cfg, progress=False)
     ck = tmp_path / "run.npz"
-    part = rc.train(corpus, cfg.replace(max_updates=57), checkpoint=ck, progress=False)
+    part = training.train(corpus, cfg.replace(max_updates=57), checkpoint=ck, progress=False)
     assert part.update == 57 and part.finished  # finished as far as max_updates asked
     del part
-    resumed = rc.train(corpus, cfg, run=rc.load_checkpoint(ck), checkpoint=ck, progress=False)
+    resumed = training.train(corpus, cfg, run=training.load_checkpoint(ck), checkpoint=ck, progress=False)
     assert_runs_equal(full, resumed)
-    assert_runs_equal(full, rc.load_checkpoint(ck))
+    assert_runs_equal(full, training.load_checkpoint(ck))
 
 
 def test_stop_from_callback_then_resume(corpus, tmp_path, backend):
     cfg = small_config(backend=backend, epochs=2)
-    full = rc.train(corpus, cfg, progress=False)
+    full = training.train(corpus, cfg, progress=False)
     ck = tmp_path / "cb.npz"
-    part = rc.train(corpus, cfg, checkpoint=ck, progress=False, callback=lambda r: r.update == 33)
+    part = training.train(corpus, cfg, checkpoint=ck, progress=False, callback=lambda r: r.update == 33)
     assert part.update == 33
-    assert_runs_equal(full, rc.train(corpus, cfg, run=rc.load_checkpoint(ck), progress=False))
+    assert_runs_equal(full, training.train(corpus, cfg, run=training.load_checkpoint(ck), progress=False))
 
 
 def test_checkpoint_is_plain_npz_with_histories(corpus, tmp_path):
     ck = tmp_path / "c.npz"
-    run = rc.train(corpus, small_config(), checkpoint=ck, progress=False)
+    run = training.train(corpus, small_config(), checkpoint=ck, progress=False)
     with np.load(ck, allow_pickle=False) as z:
         assert np.array_equal(z["loss"], run.losses) and np.array_equal(z["smooth_loss"], run.smooth_losses)
         assert z["params/U"].shape == (16, corpus.vocab.K)
     assert not list(tmp_path.glob("*.tmp"))
-    back = rc.load_checkpoint(ck)
+    back = training.load_checkpoint(ck)
     assert back.vocab.chars == corpus.vocab.chars and back.config == run.config
 
 
 def test_resume_refuses_another_corpus_or_other_settings(corpus, tmp_path):
     ck = tmp_path / "c.npz"
     cfg = small_config(max_updates=5)
-    rc.train(corpus, cfg, checkpoint=ck, progress=False)
-    other = rc.corpus_from_text("abc def\n" * 50, seq_length=10)
+    training.train(corpus, cfg, checkpoint=ck, progress=False)
+    other = training.corpus_from_text("abc def\n" * 50, seq_length=10)
     with pytest.raises(rc.RNNError, match="vocabulary"):
-        rc.train(other, run=rc.load_checkpoint(ck), progress=False)
-    same_vocab = rc.corpus_from_text(corpus.text[::-1], seq_length=10)
+        training.train(other, run=training.load_checkpoint(ck), progress=False)
+    same_vocab = training.corpus_from_text(corpus.text[::-1], seq_length=10)
     with pytest.raises(rc.RNNError, match="another text"):
-        rc.train(same_vocab, run=rc.load_checkpoint(ck), progress=False)
+        training.train(same_vocab, run=training.load_checkpoint(ck), progress=False)
     with pytest.raises(rc.RNNError, match="m=16"):
-        rc.train(corpus, cfg.replace(m=17), run=rc.load_checkpoint(ck), progress=False)
+        training.train(corpus, cfg.replace(m=17), run=training.load_checkpoint(ck), progress=False)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04broken"])
@@ -213,41 +214,41 @@ def test_bad_checkpoint_files_are_refused(tmp_path, content):
     p = tmp_path / "bad.npz"
     p.write_bytes(content)
     with pytest.raises(rc.RNNError):
-        rc.load_checkpoint(p)
+        training.load_checkpoint(p)
     with pytest.raises(rc.RNNError, match="not found"):
-        rc.load_checkpoint(tmp_path / "missing.npz")
+        training.load_checkpoint(tmp_path / "missing.npz")
 
 
 def test_config_rejects_bad_values():
     for bad in (dict(m=0), dict(eta=-1.0), dict(eta=float("nan")), dict(seq_length=0),
                 dict(backend="gpu"), dict(smooth=1.0)):
         with pytest.raises(rc.RNNError):
-            rc.Config(**bad)
+            training.Config(**bad)
 
 
 # ----------------------------------------------------------------------------- run cache
 def test_run_cache_loads_and_extends(corpus, tmp_path, monkeypatch):
     cfg = small_config(epochs=2)
-    first = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    first = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    import charrnn.runcache as cache
+    import charrnn.study.runcache as cache
 
     def no_training(*a, **k):
         raise AssertionError("should have come from the cache")
 
     monkeypatch.setattr(cache, "train", no_training)
-    assert_runs_equal(first, rc.cached_run(corpus, cfg, runs_dir=tmp_path))
+    assert_runs_equal(first, study.cached_run(corpus, cfg, runs_dir=tmp_path))
     monkeypatch.undo()
     # a longer run continues the cached one and equals a fresh one
     seen = []
-    longer = rc.cached_run(corpus, cfg.replace(epochs=3), runs_dir=tmp_path, progress=False)
-    fresh = rc.train(corpus, cfg.replace(epochs=3), progress=False, callback=lambda r: seen.append(1) and False)
+    longer = study.cached_run(corpus, cfg.replace(epochs=3), runs_dir=tmp_path, progress=False)
+    fresh = training.train(corpus, cfg.replace(epochs=3), progress=False, callback=lambda r: seen.append(1) and False)
     assert_runs_equal(longer, fresh)
     # other corpus, other key
-    other = rc.corpus_from_text(TEXT[::-1] * 3, seq_length=10)
-    assert rc.run_key(other, cfg) != rc.run_key(corpus, cfg)
-    assert rc.run_key(corpus, cfg) == rc.run_key(corpus, cfg.replace(epochs=9, max_updates=4))
-    assert rc.run_key(corpus, cfg) != rc.run_key(corpus, cfg.replace(eta=0.05))
+    other = training.corpus_from_text(TEXT[::-1] * 3, seq_length=10)
+    assert study.run_key(other, cfg) != study.run_key(corpus, cfg)
+    assert study.run_key(corpus, cfg) == study.run_key(corpus, cfg.replace(epochs=9, max_updates=4))
+    assert study.run_key(corpus, cfg) != study.run_key(corpus, cfg.replace(eta=0.05))
 
 
 def test_run_key_covers_every_field_that_decides_the_numbers(corpus):
@@ -255,43 +256,43 @@ def test_run_key_covers_every_field_that_decides_the_numbers(corpus):
     changed default can never map new settings onto a run trained under the old ones."""
     import dataclasses
 
-    from charrnn.config import RUN_LENGTH_FIELDS
+    from charrnn.training.config import RUN_LENGTH_FIELDS
 
     cfg = small_config()
     other = {"m": 17, "eta": 0.2, "seq_length": 11, "batch_size": 2, "optimizer": "adam", "beta1": 0.8,
              "beta2": 0.99, "order": "chunks", "chunk_sequences": 7, "holdout": 0.1, "eval_every": 5,
              "sig": 0.02, "clip": 4.0, "eps": 1e-7, "seed": 9, "smooth": 0.99, "sample_every": 3,
              "sample_until": 50, "sample_length": 20, "backend": "steps", "dtype": "float32"}
-    fields = {f.name for f in dataclasses.fields(rc.Config)}
+    fields = {f.name for f in dataclasses.fields(training.Config)}
     assert set(other) == fields - set(RUN_LENGTH_FIELDS)  # a new field must be added here too
-    key = rc.run_key(corpus, cfg)
+    key = study.run_key(corpus, cfg)
     for name, value in other.items():
         base = cfg.replace(**{"eval_every": {"holdout": 0.1}, "dtype": {"backend": "numba"}}.get(name, {}))
-        assert rc.run_key(corpus, base.replace(**{name: value})) != rc.run_key(corpus, base), name
+        assert study.run_key(corpus, base.replace(**{name: value})) != study.run_key(corpus, base), name
     for name in RUN_LENGTH_FIELDS:
-        assert rc.run_key(corpus, cfg.replace(**{name: 7})) == key, name
+        assert study.run_key(corpus, cfg.replace(**{name: 7})) == key, name
 
 
 def test_run_cache_serves_only_a_run_of_the_settings_asked_for(corpus, tmp_path, monkeypatch):
     """A file under the right name but holding another config (as a changed default would leave
     behind) is not served: the run is trained for the settings asked for."""
-    import charrnn.runcache as cache
+    import charrnn.study.runcache as cache
 
     cfg = small_config(epochs=1)
     path = cache._run_path(corpus, cfg, tmp_path)
-    stale = rc.train(corpus, cfg.replace(eta=0.05), progress=False)  # "the old default"
-    rc.save_checkpoint(stale, path)
-    served = rc.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
+    stale = training.train(corpus, cfg.replace(eta=0.05), progress=False)  # "the old default"
+    training.save_checkpoint(stale, path)
+    served = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     assert served.config.eta == cfg.eta
-    assert_runs_equal(served, rc.train(corpus, cfg, progress=False))
-    assert rc.load_checkpoint(tmp_path / "set-aside" / path.name).config.eta == 0.05  # kept for a look
+    assert_runs_equal(served, training.train(corpus, cfg, progress=False))
+    assert training.load_checkpoint(tmp_path / "set-aside" / path.name).config.eta == 0.05  # kept for a look
 
 
 def test_train_refuses_to_checkpoint_over_its_own_corpus(corpus_file):
     """The library refuses what the CLI refuses: saving the run over the text it reads (the text
     would become a zip)."""
-    corpus = rc.load_corpus(corpus_file, seq_length=10)
+    corpus = training.load_corpus(corpus_file, seq_length=10)
     before = corpus_file.read_bytes()
     with pytest.raises(rc.RNNError, match="is the corpus"):
-        rc.train(corpus, small_config(max_updates=5), checkpoint=corpus_file, progress=False)
+        training.train(corpus, small_config(max_updates=5), checkpoint=corpus_file, progress=False)
     assert corpus_file.read_bytes() == before

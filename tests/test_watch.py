@@ -4,13 +4,14 @@ import json
 import time
 
 import rnn_core as rc
-from charrnn import watch
+from charrnn import study, training
+from charrnn.report import watch
 
 
 def test_status_of_the_runs_being_trained(corpus, tmp_path):
     start = time.time()
-    cfg = rc.Config(m=8, epochs=1, max_updates=30, sample_every=0, backend="numpy")
-    finished = rc.cached_run(corpus, cfg, runs_dir=tmp_path)  # notes itself in the plan, then trains
+    cfg = training.Config(m=8, epochs=1, max_updates=30, sample_every=0, backend="numpy")
+    finished = study.cached_run(corpus, cfg, runs_dir=tmp_path)  # notes itself in the plan, then trains
     assert finished.update == 30
     # a second run, planned and now training: its lock file is there, no checkpoint yet
     busy = tmp_path / "0123456789abcdef-e1u60.npz"

@@ -11,13 +11,15 @@ import threading
 import time
 from pathlib import Path
 
-from .checkpoint import CheckpointBusy, held_elsewhere, load_checkpoint
-from .config import Config, result_fields
-from .data import Corpus, RNNError
-from .run import Run, check_corpus
-from .schedule import is_complete, target_updates, updates_per_epoch
-from .train import progress_bar, train
-from .validate import read_meta
+from charrnn import kernels
+from charrnn.training.checkpoint import CheckpointBusy, held_elsewhere, load_checkpoint
+from charrnn.training.config import Config, result_fields
+from charrnn.training.data import Corpus
+from charrnn.training.run import Run, check_corpus
+from charrnn.training.schedule import is_complete, target_updates, updates_per_epoch
+from charrnn.training.loop import progress_bar, train
+from charrnn.training.validate import read_meta
+from rnn_core import RNNError
 
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
@@ -181,10 +183,7 @@ def _quiet_worker():
     its run keeps its last checkpoint (at most `checkpoint_seconds` old, written atomically) and is
     resumed bit for bit by the next `cached_run`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import kernel_ops
-
-    if kernel_ops.numba is not None:  # one numba thread per worker: the workers already use the cores
-        kernel_ops.numba.set_num_threads(1)
+    kernels.one_numba_thread()  # the workers already use the cores
     parent = os.getppid()
 
     def watch_parent():

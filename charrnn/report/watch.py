@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from .schedule import target_updates
-from .validate import read_meta
+from charrnn.training.schedule import target_updates
+from charrnn.training.validate import read_meta
 
 PLAN = ".plan.jsonl"
 

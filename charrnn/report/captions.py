@@ -22,6 +22,8 @@ import html
 import io
 import re
 
+from charrnn.report.plots import markdown_table, save_figure
+
 KINDS = {"fig": "Figure", "tbl": "Table", "psg": "Passage"}
 _numbers: dict = {kind: {} for kind in KINDS}
 LABEL = re.compile(r"^(fig|tbl|psg)-[a-z0-9][a-z0-9-]*$")
@@ -66,8 +68,6 @@ def show_figure(fig, label: str, caption: str, name: str | None = None, folder="
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    from .plots import save_figure
-
     number(label)
     if name:
         save_figure(fig, name, folder)
@@ -88,8 +88,6 @@ def show_figure(fig, label: str, caption: str, name: str | None = None, folder="
 def show_table(header, rows, label: str, caption: str, align=None):
     """Show a Markdown table with a numbered caption above it. Returns the reference, e.g. 'Table 2'."""
     from IPython.display import Markdown, display
-
-    from .plots import markdown_table
 
     table = markdown_table(header, rows, align)
     display(Markdown(_caption_markdown(label, caption) + "\n\n" + table),

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from charrnn import kernels
+
 BLOCK = 2000  # characters per block
 MIN_HELD_BLOCKS = 4  # a short corpus gets shorter blocks rather than fewer held-out ones
 
@@ -68,14 +70,17 @@ def split_array(data: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarr
 def block_log_probs(params: dict, blocks: np.ndarray, h0=None) -> np.ndarray:
     """Natural log-probability the RNN gives each block's character j + 1 after reading its characters
     0..j, every block from the same state h0 (m,) (default 0): shape (n, L - 1) for blocks (n, L).
-    All blocks are run side by side: by the compiled `kernel_eval` where it runs, else by numpy
-    (`numpy_block_log_probs`); the two agree to about 1e-15 relative."""
-    from . import kernel_eval
-
-    if kernel_eval.available():
+    All blocks are run side by side: by the compiled evaluation where it runs, else by numpy
+    (`numpy_block_log_probs`); tests/test_kernel.py holds the two together."""
+    if kernels.evaluation_available():
         m = params["W"].shape[0]
-        return kernel_eval.block_log_probs(params, blocks, np.zeros(m) if h0 is None else h0)
+        return kernels.block_log_probs(params, blocks, np.zeros(m) if h0 is None else h0)
     return numpy_block_log_probs(params, blocks, h0)
+
+
+def heldout_loss(params: dict, blocks: np.ndarray, h0=None) -> float:
+    """Mean loss in nats per predicted character of the held-out blocks (n, L), each read from h0."""
+    return float(-block_log_probs(params, blocks, h0).mean())
 
 
 def numpy_block_log_probs(params: dict, blocks: np.ndarray, h0=None) -> np.ndarray:

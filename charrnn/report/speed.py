@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from .config import Config
-from .train import train
+from charrnn.training.config import Config
+from charrnn.training.loop import train
 
 
 def time_forms(corpus, forms: dict, seconds: float = 1.5, m: int = 100, seq_length: int = 25) -> list:

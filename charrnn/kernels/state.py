@@ -12,6 +12,11 @@ H_ETA, H_EPS, H_CLIP, H_DECAY, H_BETA1, H_BETA2, N_HYPER = range(7)
 OK, NONFINITE = 0, 1
 
 
+def float32_values(params: dict) -> dict:
+    """The parameters rounded to float32, kept in float64 arrays (what a float32 run holds)."""
+    return {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+
+
 def new_state(update=0, epoch=0, pos=0, best_update=-1, adam_t=0, smooth=np.nan, best_smooth=np.inf):
     """The kernel's (istate, fstate) arrays with their named slots filled."""
     istate = np.zeros(N_ISTATE, dtype=np.int64)

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config, check_dtype_runs, check_memory, resolve_backend
-from .data import Corpus, RNNError, Vocab
-from .model import float32_values, init_params
-from .optim import OPTIMIZERS
-from .schedule import is_complete, target_updates, updates_per_epoch
+from charrnn.training.config import Config, check_dtype_runs, check_memory, resolve_backend
+from charrnn.training.data import Corpus, Vocab
+from charrnn.kernels import float32_values
+from rnn_core import OPTIMIZERS, RNNError, init_params
+from charrnn.training.schedule import is_complete, target_updates, updates_per_epoch
 
 
 # ----------------------------------------------------------------------------- run state

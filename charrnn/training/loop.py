@@ -9,15 +9,16 @@ import time
 
 import numpy as np
 
-from .checkpoint import check_not_corpus, checkpoint_lock, lock_held, save_checkpoint
-from .config import Config, check_dtype_runs, check_resume_config, kernel_for
-from .data import Corpus, RNNError
-from .model import DIVERGED_NATS_PER_CHAR, evaluate_loss, loss_and_grads, loss_and_grads_batch, loss_and_grads_steps
-from .sampling import synthesize
-from .optim import OPTIMIZERS, clip_grads
-from .run import Run, check_corpus, first_stream_state, new_run, zero_state
-from .schedule import epoch_plan, split_data, stream_length
-from .validate import check_run
+from charrnn.training.checkpoint import check_not_corpus, checkpoint_lock, lock_held, save_checkpoint
+from charrnn import kernels
+from charrnn.training.config import Config, check_dtype_runs, check_resume_config
+from charrnn.training.data import Corpus
+from charrnn.training.heldout import heldout_loss
+from rnn_core import (DIVERGED_NATS_PER_CHAR, OPTIMIZERS, RNNError, clip_grads, loss_and_grads, loss_and_grads_batch,
+                      loss_and_grads_steps, synthesize)
+from charrnn.training.run import Run, check_corpus, first_stream_state, new_run, zero_state
+from charrnn.training.schedule import epoch_plan, split_data, stream_length
+from charrnn.training.validate import check_run
 
 # Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: about
 # 0.3 s of work each at m = 100, so that Ctrl-C, time limits and checkpoint times are honoured promptly.
@@ -216,7 +217,7 @@ def _evaluate_if_due(run: Run, held: np.ndarray, seconds: float) -> None:
         return
     # each held-out block starts from the state training carries (of the first stream): from a zero
     # state, which training meets only at epoch starts, some networks fall into a degenerate regime
-    val = evaluate_loss(run.params, held, h0=first_stream_state(run))
+    val = heldout_loss(run.params, held, first_stream_state(run))
     run.val_seconds.append(seconds)
     run.val_updates.append(run.update)
     run.val_losses.append(val)
@@ -269,16 +270,14 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
 
 def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
     """n updates with the fused numba kernel; the same loop as `_numpy_updates`, compiled."""
-    from . import kernel, kernel_batch
-
     c = run.config
     if c.batch_size > 1:
-        if not kernel_batch.advance(run, data, n, stream_length(len(data), c.batch_size)):
+        if not kernels.advance_batch(run, data, n, stream_length(len(data), c.batch_size)):
             window = _stream_windows(c, len(data)) + run.pos  # (B,T)
             _diverged(run, loss_and_grads_batch(run.params, data[window], data[window + 1], run.hprev)[0])
         return
     plan = (None, None) if c.order == "sequential" else _plan(run, len(data))
-    if not kernel.advance(run, data, n, *plan):
+    if not kernels.advance(run, data, n, *plan):
         e = _next_start(run, len(data))[0]
         T = c.seq_length
         _diverged(run, loss_and_grads(run.params, data[e: e + T], data[e + 1: e + T + 1], run.hprev)[0])
@@ -296,10 +295,10 @@ def _kernel_usable(batch_size: int = 1) -> bool:
     """Whether the numba kernel (the mini-batch one for B > 1) runs here; says once, in one line,
     when it does not."""
     global _NOTICE_SHOWN
-    k = kernel_for(batch_size)
-    if k.available():
+    reason = kernels.unavailable_reason(batch_size)
+    if reason is None:
         return True
     if not _NOTICE_SHOWN:
-        print(f"notice: {k.unavailable_reason()}; training with the numpy form instead", file=sys.stderr)
+        print(f"notice: {reason}; training with the numpy form instead", file=sys.stderr)
         _NOTICE_SHOWN = True
     return False

@@ -20,6 +20,9 @@ import math
 
 import numpy as np
 
+from charrnn.training.heldout import block_log_probs
+from charrnn.training.run import first_stream_state
+
 BITS = 1 / math.log(2)
 SCORE_EVALS = 3  # evaluations averaged into a run's score
 STOP_BITS = 0.01  # "stopped improving": less than this over the last STOP_PASSES passes over the text
@@ -184,9 +187,6 @@ def start_state_rows(runs: dict, held: np.ndarray) -> list:
     """For {label: Run}: [label, bits from a zero state, bits from the carried state, and from each
     state the number of blocks scored worse than a uniform guess (log2 K bits per character): a
     network in a degenerate regime] with the final parameters."""
-    from .heldout import block_log_probs
-    from .run import first_stream_state  # the state every held-out block is read from, as in training
-
     rows = []
     for label, run in runs.items():
         zero = -block_log_probs(run.params, held).mean(axis=1) * BITS  # (blocks,)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import Run
-from .validate import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint
+from charrnn.training.run import Run
+from charrnn.training.validate import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint
 
 
 def _flatten(prefix: str, tree, out: dict) -> None:

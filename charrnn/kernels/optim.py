@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel_ops import _JIT, njit
-from .kernel_state import H_BETA1, H_BETA2, H_CLIP, H_EPS, H_ETA, I_ADAM_T
+from charrnn.kernels.ops import _JIT, njit
+from charrnn.kernels.state import H_BETA1, H_BETA2, H_CLIP, H_EPS, H_ETA, I_ADAM_T
 
 
 @njit(inline="always", **_JIT)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config
-from .data import Corpus
+from charrnn.training.config import Config
+from charrnn.training.data import Corpus
 
 
 def target_updates(epochs: int, max_updates: int | None, updates_per_epoch: int) -> int:

@@ -9,7 +9,7 @@ are held transposed, (K,m), so that a character's column is a contiguous row.
 
 Only the recurrent products W h_{t-1} (`_matvec`) and W^T g_a (`_axpy_rows`) go step by step; the
 output layer H V^T, dV = G_o^T H, dW = G_a^T H_{0..T-1} and the rows V^T g_o are matrix products over
-all T steps, made by BLAS (`blas.gemm`); `kernel_ops.py` says how the rest, tanh and exp are made
+all T steps, made by BLAS (`blas.gemm`); `ops.py` says how the rest, tanh and exp are made
 fast and deterministic; `kernel_optim.py` makes the optimiser steps.
 
 Precision (measured, m = 5 to 100, weights up to sig 0.1, tests/test_kernel.py): for the same
@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernel_ops
-from .blas import gemm, gemm_set, one_thread
-from .model import DIVERGED_NATS_PER_CHAR
-from .kernel_math import _softmax_loss, _tanh, int_workspace
-from .kernel_ops import _JIT, _axpy_rows, _column_sums, _matvec, _transpose, njit
-from .kernel_optim import _step
-from .kernel_state import (F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE,
-                           NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal)
+from charrnn.kernels import ops
+from charrnn.kernels.blas import gemm, gemm_set, one_thread
+from rnn_core import DIVERGED_NATS_PER_CHAR
+from charrnn.kernels.vecmath import _softmax_loss, _tanh, int_workspace
+from charrnn.kernels.ops import _JIT, _axpy_rows, _column_sums, _matvec, _transpose, njit
+from charrnn.kernels.optim import _step
+from charrnn.kernels.state import F_BEST_SMOOTH, F_SMOOTH, H_DECAY, I_BEST_UPDATE, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal
 
 
 @njit(**_JIT)
@@ -247,8 +246,8 @@ def unavailable_reason(dtype: str = "float64") -> str | None:
     """None if the kernel runs in this precision here, else why not. float32 is compiled apart,
     when first asked for (a float32 run, a float32 gradient check)."""
     if dtype == "float32":
-        return kernel_ops.compile_status("float32 kernel", lambda: _warm_up(np.float32))
-    return kernel_ops.compile_status("kernel", _warm_up)
+        return ops.compile_status("float32 kernel", lambda: _warm_up(np.float32))
+    return ops.compile_status("kernel", _warm_up)
 
 
 def _warm_up(dtype=np.float64):

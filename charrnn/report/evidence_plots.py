@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plots import comma_ticks, millions_axis, note_above
-from .evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
+from charrnn.report.plots import comma_ticks, millions_axis, note_above
+from charrnn.study.evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
 def _axes(ax, size=(6.2, 3.0)):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .evidence import STOP_PASSES, curve_bits, run_score, stopped_improving, summarize, verdict
-from .runcache import cached_run, run_key, submit_job
-from .train import TrainingDiverged
+from charrnn.training.config import Config
+from charrnn.study.evidence import STOP_PASSES, curve_bits, run_score, stopped_improving, summarize, verdict
+from charrnn.study.runcache import cached_run, run_key, submit_job
+from charrnn.training.loop import TrainingDiverged
 
 ADAGRAD_RATES = (0.05, 0.1, 0.2)
 ADAM_RATES = (0.0005, 0.001, 0.002)

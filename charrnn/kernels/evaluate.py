@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernel_ops
-from .blas import gemm, one_thread
-from .kernel_math import _exp, _shift_by_max, _tanh
-from .kernel_ops import _JIT, _transpose, njit
+from charrnn.kernels import ops
+from charrnn.kernels.blas import gemm, one_thread
+from charrnn.kernels.vecmath import _exp, _shift_by_max, _tanh
+from charrnn.kernels.ops import _JIT, _transpose, njit
 
 CHUNK = 32  # steps whose outputs are computed together
 
@@ -72,7 +72,7 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str | None:
-    return kernel_ops.compile_status("held-out evaluation", _warm_up)
+    return ops.compile_status("held-out evaluation", _warm_up)
 
 
 def _warm_up():

@@ -19,9 +19,9 @@ import zlib
 
 import numpy as np
 
-from .config import BIG, Config
-from .data import RNNError, Vocab, open_regular
-from .model import param_shapes
+from charrnn.training.config import BIG, Config
+from charrnn.training.data import Vocab, open_regular
+from rnn_core import RNNError, param_shapes
 
 CHECKPOINT_FORMAT = 1
 MAX_META_BYTES = 64 << 20  # the JSON of meta (samples, held-out history): far below this in any real run

@@ -4,14 +4,14 @@ library.
 
 Why BLAS here: the kernels' sequence-wide products (the output layer, dV, dW, V^T g_o over all T
 steps) are small (about 25 x 100 x 100), yet OpenBLAS's packed, register-tiled kernels run them
-about twice as fast as the register-blocked loops of `kernel_ops.py` (measured on one core: 68-73
+about twice as fast as the register-blocked loops of `ops.py` (measured on one core: 68-73
 against 36-38 GFLOP/s). Called from compiled code there is no Python in between (about 0.1 us a call).
 
 How: numpy's pip wheels ship OpenBLAS built for 64-bit integers with the symbols renamed
 (`scipy_cblas_dgemm64_`, `scipy_cblas_sgemm64_`). Their addresses are registered with LLVM under
 the names `charrnn_dgemm` and `charrnn_sgemm`, which the kernels call as external C functions.
 Where they are not found (another numpy build), the same names are bound to `_standin` and
-`_standin32`, compiled C-callable products made of `kernel_ops._gemm`, so compiled kernels cached
+`_standin32`, compiled C-callable products made of `ops._gemm`, so compiled kernels cached
 on disk are right either way. `BACKEND` says which one is in use.
 
 Rounding: a BLAS sums each entry of a product in an order fixed by its build and the CPU's kernel
@@ -27,8 +27,8 @@ import os
 
 import numpy as np
 
-from . import kernel_ops
-from .kernel_ops import _JIT, _gemm, njit
+from charrnn.kernels import ops
+from charrnn.kernels.ops import _JIT, _gemm, njit
 
 SYMBOLS = ("charrnn_dgemm", "charrnn_sgemm")  # float64, float32
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # the CBLAS enumerations
@@ -58,7 +58,7 @@ def _openblas():
     return None
 
 
-if kernel_ops.numba is not None:
+if ops.numba is not None:
     import llvmlite.binding as llvm
     from numba import carray, cfunc, types
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from .model import hidden_states, softmax
+from rnn_core import hidden_states, softmax
 
 
 def text_features(text: str) -> dict:

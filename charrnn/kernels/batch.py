@@ -4,7 +4,7 @@ loop of `train.train` (sequential order; every stream carries its own hidden sta
 
 Letters: T steps per sequence, K characters, m hidden units, B streams; parameters are the tuple
 (U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose optimiser steps it reuses
-with the products, tanh, exp and softmax of `kernel_ops.py`. Each step's recurrent product is a
+with the products, tanh, exp and softmax of `ops.py`. Each step's recurrent product is a
 matrix product over the streams (H_{t-1} W^T, G_{t+1} W); the output layer and the weight
 gradients are products over all T x B rows. All are BLAS calls (`blas.gemm`, one BLAS thread).
 
@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import grad_buffers, record, transposed_U, write_back_U
-from .kernel_optim import _step
-from .kernel_state import (H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal,
-                           new_state, unmarshal)
-from . import kernel_ops
-from .model import DIVERGED_NATS_PER_CHAR
-from .blas import gemm, gemm_set, one_thread
-from .kernel_math import _softmax_loss, _tanh
-from .kernel_ops import _JIT, _column_sums, _transpose, njit
+from charrnn.kernels import single
+from charrnn.kernels.single import grad_buffers, record, transposed_U, write_back_U
+from charrnn.kernels.optim import _step
+from charrnn.kernels.state import H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal
+from charrnn.kernels import ops
+from rnn_core import DIVERGED_NATS_PER_CHAR
+from charrnn.kernels.blas import gemm, gemm_set, one_thread
+from charrnn.kernels.vecmath import _softmax_loss, _tanh
+from charrnn.kernels.ops import _JIT, _column_sums, _transpose, njit
 
-prange = kernel_ops.numba.prange if kernel_ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
+prange = ops.numba.prange if ops.numba is not None else range  # RNN_DISABLE_NUMBA: no numba
 
 GROUP = 8  # streams per task: the unit of work of one thread, and of the fixed order of the sums
 
@@ -221,9 +221,8 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str | None:
-    from . import kernel
-
-    return kernel.unavailable_reason() or kernel_ops.compile_status("mini-batch kernel", _warm_up)
+    """None if the mini-batch kernel runs here, else why not."""
+    return single.unavailable_reason() or ops.compile_status("mini-batch kernel", _warm_up)
 
 
 def _warm_up():

@@ -69,12 +69,12 @@ def _allow_wide_vectors():
 _allow_wide_vectors()
 
 # every file whose code or constants the compiled kernels are made of
-KERNEL_SOURCES = ("kernel.py", "kernel_batch.py", "kernel_eval.py", "kernel_math.py", "kernel_ops.py",
-                  "kernel_optim.py", "kernel_state.py", "blas.py", "model.py")
+KERNEL_SOURCES = ("single.py", "batch.py", "evaluate.py", "vecmath.py", "ops.py", "optim.py", "state.py", "blas.py",
+                  os.path.join("..", "..", "rnn_core.py"))
 
 
 def _drop_stale_cache(here=os.path.dirname(os.path.abspath(__file__))):
-    """Delete <here>/__pycache__/*.nbi and *.nbc (here: the package) unless they were written for
+    """Delete <here>/__pycache__/*.nbi and *.nbc (here: the kernels' folder) unless they were written for
     the current contents of KERNEL_SOURCES (a digest kept beside them), so that no kernel runs
     machine code compiled from older sources. Quietly does nothing where the folder cannot be written."""
     if numba is None:

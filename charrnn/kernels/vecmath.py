@@ -1,6 +1,6 @@
 """tanh, exp and the softmax with its loss for the training kernels (`kernel.py`, `kernel_batch.py`,
 `kernel_eval.py`), in float64 and, where the kernel runs in float32, in float32 (numba compiles each
-for the arrays it is given; `kernel_ops.py` has the products and the compilation settings).
+for the arrays it is given; `ops.py` has the products and the compilation settings).
 
 tanh and exp are vectorisable code (`_tanh`, `_exp`): x = k ln2 + r with |r| <= ln2/2, a Taylor
 polynomial of e^r - 1 (to r^13 in float64, r^7 in float32), and 2^k built in the exponent bits;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel_ops import _JIT, njit, numba
+from charrnn.kernels.ops import _JIT, njit, numba
 
 # exp and tanh: x = k ln2 + r, |r| <= ln2/2, ln2 split in two so that k*LN2_HI is exact
 LOG2E = 1.4426950408889634

@@ -8,8 +8,8 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from .data import RNNError
-from .optim import OPTIMIZERS
+from charrnn import kernels
+from rnn_core import OPTIMIZERS, RNNError
 
 ORDERS = ("sequential", "random", "chunks")
 BACKENDS = ("auto", "numba", "numpy", "steps")
@@ -149,26 +149,19 @@ _FIELD_KINDS = {f.name: ("int?" if f.name == "max_updates" else
 
 
 def resolve_backend(backend: str, batch_size: int = 1) -> str:
-    """"auto" becomes "numba" where the kernel compiles, else "numpy"; other names stay, but for
-    mini-batches (B > 1) "steps" (no batch form) becomes "numpy"."""
+    """"auto" becomes "numba" where numba imports, else "numpy" (compiling nothing: a run's cache key
+    is named from this); other names stay, but for mini-batches (B > 1) "steps" (no batch form)
+    becomes "numpy"."""
     if backend != "auto":
         return "numpy" if backend == "steps" and batch_size > 1 else backend
-    return "numba" if kernel_for(batch_size).available() else "numpy"
-
-
-def kernel_for(batch_size: int):
-    """The fused kernel module for this batch size: `kernel` (batch 1) or `kernel_batch` (imported
-    here, lazily: numba is optional)."""
-    from . import kernel, kernel_batch
-
-    return kernel if batch_size == 1 else kernel_batch
+    return "numba" if kernels.importable() else "numpy"
 
 
 def check_dtype_runs(config: Config) -> None:
     """A float32 run needs the batch-1 kernel: refuse it, in one line, where the kernel does not run
     (rather than train it in float64 with the numpy form)."""
     if config.dtype == "float32":
-        reason = kernel_for(1).unavailable_reason("float32")
+        reason = kernels.unavailable_reason(1, "float32")
         if reason is not None:
             raise RNNError(f"dtype float32 needs the numba kernel, which does not run here: {reason}")
 
