@@ -64,7 +64,7 @@ def show_figure(fig, label: str, caption: str, name: str | None = None, folder="
     """Show a matplotlib figure with a numbered caption below it; also saved as figures/<name>.png/.pdf.
 
     The PDF places the image at its drawn size (figure inches), so that the font sizes chosen in the
-    figure are the sizes on the page. Returns the reference, e.g. 'Figure 3'."""
+    figure are the sizes on the page. Returns nothing (no Out[n] echo)."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
@@ -82,24 +82,22 @@ def show_figure(fig, label: str, caption: str, name: str | None = None, folder="
     display({"image/png": base64.b64encode(png).decode(), "text/plain": f"<{ref(label)}>"},
             metadata={**meta, "image/png": {"width": round(width_px * 96 / dpi)}}, raw=True)
     display(Markdown(_caption_markdown(label, caption)), metadata={"report": {"kind": "caption", "label": label}})
-    return ref(label)
 
 
 def show_table(header, rows, label: str, caption: str, align=None):
-    """Show a Markdown table with a numbered caption above it. Returns the reference, e.g. 'Table 2'."""
+    """Show a Markdown table with a numbered caption above it. Returns nothing."""
     from IPython.display import Markdown, display
 
     table = markdown_table(header, rows, align)
     display(Markdown(_caption_markdown(label, caption) + "\n\n" + table),
             metadata=_report_meta(label, caption, "table", table=table))
-    return ref(label)
 
 
 def show_passage(parts, label: str, caption: str):
     """Show text in a frame, its own line breaks kept: each line of the text ends with a return
     sign, and a line too long for the frame continues, indented, on the next (so wrapping by the
     page is told apart from the text's newlines). `parts` is a string, or a list of (heading, text)
-    shown one after the other in the same frame. Returns the reference, e.g. 'Passage 1'."""
+    shown one after the other in the same frame. Returns nothing."""
     from IPython.display import Markdown, display
 
     parts = [(None, parts)] if isinstance(parts, str) else [(h, t) for h, t in parts]
@@ -115,4 +113,3 @@ def show_passage(parts, label: str, caption: str):
     display(Markdown(_caption_markdown(label, caption)), metadata={"report": {"kind": "caption", "label": label}})
     display({"text/html": body, "text/plain": "\n".join(t for _, t in parts)},
             metadata=_report_meta(label, caption, "passage", parts=[[h, t] for h, t in parts]), raw=True)
-    return ref(label)
