@@ -2,12 +2,13 @@
     plots           figures and tables of Part I, and the text layout of the sample panels
     evidence_plots  figures of Part II (held-out curves, sweeps, seed scores)
     analysis        hidden units and next-character candidates of a trained network
+    narrative       Part I's prose with its computed numbers, as Markdown
     captions        numbered figures, tables and passages with their captions
     speed           a short timing of the training forms, for the appendix
     render          the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
     watch           the training progress on the terminal of `make report`
 """
-from charrnn.report import evidence_plots
+from charrnn.report import evidence_plots, narrative
 from charrnn.report.analysis import (activations, distinct_word_ratio, pick_units, plot_activation_panels,
                                      plot_top_candidates, text_features, top_candidates)
 from charrnn.report.captions import ref, show_figure, show_passage, show_table
