@@ -370,6 +370,9 @@ def sampling_probs(o: np.ndarray, temperature: float = 1.0, top_p: float = 1.0) 
     The nucleus is the smallest set of most probable characters whose total reaches top_p; the
     others get probability zero and the rest is renormalised. temperature=1, top_p=1: plain softmax.
     """
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise SamplingError(f"{name} must be a number, got {value!r}")
     if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
         raise SamplingError(f"temperature must be in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}], "
                             f"got {temperature}")
@@ -395,6 +398,9 @@ def generate(params: dict, h0: np.ndarray, x0: int, rng: np.random.Generator,
     yielded). Each step draws one uniform number u from rng and takes the first index whose
     cumulative probability exceeds u (inverse-CDF sampling)."""
     U, W, V, b, c = (params[k] for k in PARAM_NAMES)
+    if isinstance(x0, (bool, np.bool_)) or not isinstance(x0, (int, np.integer)) or not 0 <= x0 < U.shape[1]:
+        raise SamplingError(f"x0 must be a character index in [0, {U.shape[1]}), got {x0!r}")
+    sampling_probs(np.zeros(1), temperature, top_p)  # the settings checked now, not at the first draw
     h, x = np.array(h0, dtype=float), int(x0)
     while True:
         h = np.tanh(W @ h + U[:, x] + b)
@@ -406,19 +412,34 @@ def generate(params: dict, h0: np.ndarray, x0: int, rng: np.random.Generator,
 def synthesize(params: dict, h0: np.ndarray, x0: int, n: int, rng: np.random.Generator,
                temperature: float = 1.0, top_p: float = 1.0) -> np.ndarray:
     """n character indices (int64, (n,)) sampled by `generate`."""
+    _check_count(n)
     return np.fromiter(generate(params, h0, x0, rng, temperature, top_p), dtype=np.int64, count=n)
 
 
-def sample_chars(params: dict, vocab, rng: np.random.Generator, prime: str = "\n",
+def _check_count(n) -> None:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise SamplingError(f"n must be a whole number >= 0, got {n!r}")
+
+
+def default_prime(vocab) -> str:
+    """The prime when none is given: a newline if the vocabulary has one, else its first character."""
+    return "\n" if "\n" in vocab.chars else vocab.chars[0]
+
+
+def sample_chars(params: dict, vocab, rng: np.random.Generator, prime: str | None = None,
                  temperature: float = 1.0, top_p: float = 1.0):
     """Characters that continue `prime`, one at a time: the hidden state reads all of prime but its
-    last character from h = 0, and that character is the first input. vocab: .encode and .chars."""
-    idx = vocab.encode(prime or "\n")
+    last character from h = 0, and that character is the first input. vocab: .encode and .chars.
+    No prime (None or ""): default_prime(vocab)."""
+    if prime is not None and not isinstance(prime, str):
+        raise SamplingError(f"prime must be a string, got {prime!r}")
+    idx = vocab.encode(prime or default_prime(vocab))
     h = hidden_states(params, np.zeros(params["W"].shape[0]), idx[:-1])[-1]
     return (vocab.chars[x] for x in generate(params, h, idx[-1], rng, temperature, top_p))
 
 
-def sample_text(params: dict, vocab, n: int, rng: np.random.Generator, prime: str = "\n",
+def sample_text(params: dict, vocab, n: int, rng: np.random.Generator, prime: str | None = None,
                 temperature: float = 1.0, top_p: float = 1.0) -> str:
     """n characters of `sample_chars` as one string."""
+    _check_count(n)
     return "".join(itertools.islice(sample_chars(params, vocab, rng, prime, temperature, top_p), n))

@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"softmax temperature in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}] (default: %(default)s)")
     s.add_argument("--top-p", type=_top_p, default=1.0, help="nucleus threshold in (0, 1] (default: %(default)s)")
     s.add_argument("--seed", type=_seed, default=0, help="sampling seed (default: %(default)s)")
-    s.add_argument("--prime", default="\n", help="text that warms the hidden state; output continues it (default: a newline)")
+    s.add_argument("--prime", default=None, help="text that warms the hidden state; output continues it "
+                   "(default: a newline, or the vocabulary's first character if it has no newline)")
     s.add_argument("--last", action="store_true", help="use the last parameters instead of the best ones")
 
     g = sub.add_parser("gradcheck", help="compare analytic and numerical gradients",
@@ -235,7 +236,9 @@ def cmd_sample(a) -> int:
     params = run.params if a.last or run.best_params is None else run.best_params
     chars = sample_chars(params, run.vocab, np.random.default_rng(a.seed), a.prime,
                          temperature=a.temperature, top_p=a.top_p)
-    sys.stdout.write(a.prime if a.prime != "\n" else "")
+    if hasattr(sys.stdout, "reconfigure"):  # a latin-1 or ASCII terminal: what it cannot show becomes '?'
+        sys.stdout.reconfigure(errors="replace")
+    sys.stdout.write(a.prime if a.prime not in (None, "\n") else "")
     left = a.length
     while left:
         n = min(left, 4096)

@@ -518,3 +518,114 @@ def test_train_with_a_checkpoint_in_a_new_directory_creates_it_and_leaves_no_loc
     training.train(corpus, training.Config(m=8, seq_length=10, max_updates=5, sample_every=0, backend="numpy"),
              checkpoint=ck, progress=False)
     assert sorted(p.name for p in ck.parent.iterdir()) == ["c.npz"]
+
+
+# ----------------------------------------------------------------------------- issue 18: bugs and the API table
+def test_config_takes_numpy_scalars_and_saves_as_json():
+    """Bug 6: Config(m=np.int64(8)) (a loop over np.arange) was accepted and then not JSON-serialisable."""
+    cfg = training.Config(m=np.int64(8), eta=np.float32(0.5), seq_length=np.arange(10, 11)[0])
+    assert type(cfg.m) is int and type(cfg.eta) is float and type(cfg.seq_length) is int
+    assert json.loads(cfg.to_json())["m"] == 8
+    corpus = training.corpus_from_text(TEXT * 3, seq_length=10)
+    run = training.train(corpus, cfg.replace(max_updates=3, sample_every=0, backend="numpy"), progress=False)
+    assert json.loads(run.config.to_json())["seq_length"] == 10
+
+
+def test_corpus_text_is_drawn_literally():
+    """Bug 2: a `$` pair in sampled text turned on mathtext (`a $$b` raised, dollars vanished)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.text import Text
+    from charrnn import report
+    fig = report.plot_text_panels([("prime $x$", "a $$b\nit costs $5 and $6 today")])
+    fig.canvas.draw()  # the old code raised a mathtext ParseException here
+    drawn = [t for t in fig.findobj(Text) if "$" in t.get_text()]
+    assert len(drawn) == 3 and all(not t._preprocess_math(t.get_text())[1] for t in drawn)
+    fig = report.plot_activation_panels("a $$b $5 $6", [("unit $1$", np.zeros(11))])
+    fig.canvas.draw()
+    assert all(not t._preprocess_math(t.get_text())[1] for t in fig.findobj(Text))
+
+
+def _tiny_checkpoint(tmp_path, text):
+    corpus = training.corpus_from_text(text, seq_length=5)
+    ck = tmp_path / "ck.npz"
+    training.train(corpus, training.Config(m=8, seq_length=5, max_updates=3, sample_every=0, backend="numpy"),
+                   checkpoint=ck, progress=False)
+    return ck
+
+
+def test_sample_without_prime_on_a_vocabulary_without_newline(tmp_path):
+    """Bug 8: no --prime on a model with no newline blamed a prime nobody gave."""
+    ck = _tiny_checkpoint(tmp_path, "abcab cabca bcabc " * 20)
+    proc = subprocess.run([sys.executable, "-m", "charrnn", "sample", "--checkpoint", ck, "--length", "30"],
+                          capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.rstrip("\n")) == 30 and set(proc.stdout.rstrip("\n")) <= set("abc ")
+
+
+def test_sample_to_an_ascii_stdout_replaces_what_it_cannot_show(tmp_path):
+    """Bug 7: a latin-1/ASCII standard output gave a UnicodeEncodeError traceback and no output."""
+    ck = _tiny_checkpoint(tmp_path, "\u00e9t\u00e9 \u2014 \u4e2d\u6587 caf\u00e9\n" * 20)
+    for encoding in ("ascii", "latin-1"):
+        proc = subprocess.run([sys.executable, "-m", "charrnn", "sample", "--checkpoint", ck, "--length", "200",
+                               "--prime", "caf"], capture_output=True, env=env(PYTHONIOENCODING=encoding), timeout=120)
+        assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stdout.decode(encoding).rstrip("\n")) == 203
+
+
+def _kn():
+    return study.KneserNey("abcab" * 10, "abc", max_order=3)
+
+
+API = [
+    ("synthesize x0 999", lambda: rc.synthesize(_nan_params(), np.zeros(4), 999, 5, np.random.default_rng(0)),
+     "x0 must be a character index in [0, 3)"),
+    ("synthesize x0 -1", lambda: rc.synthesize(_nan_params(), np.zeros(4), -1, 5, np.random.default_rng(0)),
+     "x0 must be a character index"),
+    ("synthesize n -1", lambda: rc.synthesize(_nan_params(), np.zeros(4), 0, -1, np.random.default_rng(0)),
+     "n must be a whole number >= 0"),
+    ("sample_text temperature '1'", lambda: rc.sample_text(_nan_params(), training.Vocab("abc"), 5,
+                                                           np.random.default_rng(0), "a", temperature="1"),
+     "temperature must be a number"),
+    ("sample_text n -1", lambda: rc.sample_text(_nan_params(), training.Vocab("abc"), -1, np.random.default_rng(0)),
+     "n must be a whole number >= 0"),
+    ("sample_text prime 5", lambda: rc.sample_text(_nan_params(), training.Vocab("abc"), 3, np.random.default_rng(0), 5),
+     "prime must be a string"),
+    ("KneserNey('', '')", lambda: study.KneserNey("", ""), "non-empty training text"),
+    ("KneserNey max_order 0", lambda: study.KneserNey("abc", "abc", 0), "max_order must be"),
+    ("KneserNey text outside the vocabulary", lambda: study.KneserNey("abcd", "abc"), "not in the vocabulary"),
+    ("KneserNey order above max_order", lambda: _kn().prob("ab", "c", 4), "order must be a whole number in [1, 3]"),
+    ("KneserNey empty block list", lambda: _kn().block_log2_probs([], 2), "non-empty list"),
+    ("KneserNey blocks of unequal length", lambda: _kn().block_log2_probs(["abc", "ab"], 2), "one length"),
+    ("KneserNey order above max_order (blocks)", lambda: _kn().block_log2_probs(["abc"], 9), "order must be"),
+    ("show_figure name ../escape", lambda: _show("../escape"), "plain file name"),
+    ("show_figure name absolute", lambda: _show("/tmp/escape"), "plain file name"),
+    ("show_figure name .", lambda: _show("."), "plain file name"),
+]
+
+
+def _show(name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from charrnn import report
+    report.show_figure(plt.figure(), "fig-hostile", "caption", name=name, folder="/nonexistent-folder")
+
+
+@pytest.mark.parametrize("case", API, ids=[c[0] for c in API])
+def test_the_api_refuses_nonsense_arguments(case):
+    _, call, fragment = case
+    with pytest.raises(rc.RNNError) as exc:
+        call()
+    assert fragment in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+
+
+def test_kneser_ney_on_a_huge_corpus_is_refused_up_front(monkeypatch):
+    """A model that would not fit is refused with the size it would need, before counting."""
+    from charrnn.study import ngram
+    text = "".join(np.random.default_rng(0).choice(list("abcdefghijklmnopqrstuvwxyz "), 400_000))
+    monkeypatch.setattr(ngram, "physical_memory", lambda: 400 << 20)
+    t0 = time.time()
+    with pytest.raises(rc.RNNError, match=r"order 7 on 400,000 characters needs about [\d.]+ GiB"):
+        study.KneserNey(text, "".join(sorted(set(text))), max_order=7)
+    assert time.time() - t0 < 10

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from charrnn.report.plots import LITERAL
 from rnn_core import hidden_states, softmax
 
 
@@ -112,9 +113,10 @@ def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6
         image = ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
         for i, r in enumerate(rows):
             for j, t in enumerate(r):
-                ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace")
+                ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace",
+                        **LITERAL)
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left")  # a true minus
+        ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left", **LITERAL)  # a true minus
     bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02,
                        ticks=[-1, -0.5, 0, 0.5, 1])
     bar.set_label("activation of the unit after reading the character (tanh, from -1 to 1)", fontsize=8.5)
@@ -135,9 +137,9 @@ def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=No
     for j in range(n):
         for i in range(k):
             ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=8,
-                    family="monospace")
+                    family="monospace", **LITERAL)
     ax.set_xticks(range(n))
-    ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=8)
+    ax.set_xticklabels([_shown(c, space=True) for c in line], family="monospace", fontsize=8, **LITERAL)
     ax.set_yticks(range(k))
     ax.set_yticklabels([f"#{i + 1}" for i in range(k)], fontsize=8)
     ax.set_xlabel("input character (the next one is the target)", fontsize=9)

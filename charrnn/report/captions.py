@@ -22,7 +22,7 @@ import html
 import io
 import re
 
-from charrnn.report.plots import markdown_table, save_figure
+from charrnn.report.plots import check_figure_name, markdown_table, save_figure
 
 KINDS = {"fig": "Figure", "tbl": "Table", "psg": "Passage"}
 _numbers: dict = {kind: {} for kind in KINDS}
@@ -69,7 +69,8 @@ def show_figure(fig, label: str, caption: str, name: str | None = None, folder="
     from IPython.display import Markdown, display
 
     number(label)
-    if name:
+    if name is not None:
+        check_figure_name(name)
         save_figure(fig, name, folder)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")

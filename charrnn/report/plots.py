@@ -6,9 +6,24 @@ from pathlib import Path
 
 import numpy as np
 
+from rnn_core import RNNError
+
+
+# Text of the corpus or of samples is drawn as it is: no mathtext (a `$` pair would turn into italics,
+# or raise on `a $$b`) and no LaTeX. Passed to every matplotlib call that draws such text.
+LITERAL = {"parse_math": False, "usetex": False}
+
+
+def check_figure_name(name) -> None:
+    """A figure's name is a plain file name (no folder, no '..', not hidden): it is saved in its folder only."""
+    if (not isinstance(name, str) or not name.strip() or name.startswith(".") or "/" in name or "\\" in name
+            or "\0" in name or name != name.strip()):
+        raise RNNError(f"figure name {name!r}: give a plain file name without folders, e.g. 'main-loss'")
+
 
 def save_figure(fig, name: str, folder="figures") -> list:
     """Save `fig` as figures/<name>.png (150 dpi) and .pdf; returns the paths."""
+    check_figure_name(name)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -166,12 +181,12 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         r, c = divmod(k, ncols)
         top = H - sum(row_h[:r])
         x = c * col_w / W
-        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold")
+        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold", **LITERAL)
         y = top - title_h
         for line in lines:
             if line in ("", "\u21b5"):  # an empty line of the text: a gap of half a line, no sign drawn
                 y -= line_h * 0.5          # (a full-size sign would not fit in it: it ran into the next line)
                 continue
-            fig.text(x, y / H, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left")
+            fig.text(x, y / H, line, family="DejaVu Sans Mono", fontsize=fontsize, va="top", ha="left", **LITERAL)
             y -= line_h
     return fig

@@ -15,15 +15,72 @@ the vocabulary, seen in training or not, has a positive probability and each P_n
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections import Counter, defaultdict
 
 import numpy as np
+
+from rnn_core import RNNError
+
+# Resident bytes per distinct n-gram of the text (its raw and continuation counts in Python dicts, and
+# the Counters they are built from): about 400 measured (order 7 on the 1.1 MB Shakespeare corpus:
+# 1.0 million distinct n-grams, 413 MB).
+BYTES_PER_NGRAM = 400
+# A model is refused, before any counting, when it would need more than this share of the memory.
+MEMORY_SHARE = 0.5
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def distinct_ngrams(text: str, max_order: int) -> int:
+    """How many distinct n-grams of orders 1..max_order the text has: exact but for rare hash
+    collisions (each n-gram a base-K number in int64, wrapping), in O(len(text)) memory."""
+    idx = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    K = max(int(idx.max()) + 1, 2) if len(idx) else 2
+    h, total = np.zeros(len(idx), dtype=np.int64), 0
+    with np.errstate(over="ignore"):
+        for k in range(1, max_order + 1):
+            if len(idx) < k:
+                break
+            h = h[:len(idx) - k + 1] * K + idx[k - 1:]
+            total += len(np.unique(h))
+    return total
+
+
+def check_ngram_memory(text: str, K: int, max_order: int) -> int:
+    """Refuse (RNNError), before counting, a model that would not fit in memory; returns its estimated
+    bytes. The quick bound min(N, K^k) per order is tried first; only above the limit are the n-grams counted."""
+    limit = MEMORY_SHARE * physical_memory()
+    bound = sum(min(max(len(text) - k + 1, 0), K ** k) for k in range(1, max_order + 1))
+    if bound * BYTES_PER_NGRAM <= limit:
+        return bound * BYTES_PER_NGRAM
+    need = distinct_ngrams(text, max_order) * BYTES_PER_NGRAM
+    if need > limit:
+        raise RNNError(f"a Kneser-Ney model of order {max_order} on {len(text):,} characters needs about "
+                       f"{need / 2**30:.1f} GiB, more than half of this machine's {limit / MEMORY_SHARE / 2**30:.1f} GiB: "
+                       "use a lower order or a shorter text")
+    return need
 
 
 class KneserNey:
     """Interpolated Kneser-Ney character models of every order 1..max_order, from one training text."""
 
     def __init__(self, text: str, vocab: str, max_order: int = 6):
+        if not isinstance(text, str) or not isinstance(vocab, str) or not text or not vocab:
+            raise RNNError("KneserNey needs a non-empty training text and a non-empty vocabulary (strings)")
+        if isinstance(max_order, bool) or not isinstance(max_order, numbers.Integral) or not 1 <= max_order <= 64:
+            raise RNNError(f"max_order must be a whole number in [1, 64], got {max_order!r}")
+        unknown = set(text) - set(vocab)
+        if unknown:
+            raise RNNError(f"the training text has characters not in the vocabulary: {''.join(sorted(unknown))[:20]!r}")
+        max_order = int(max_order)
+        check_ngram_memory(text, len(vocab), max_order)
         self.vocab, self.K, self.max_order = vocab, len(vocab), max_order
         raw = {k: Counter(text[i:i + k] for i in range(len(text) - k + 1)) for k in range(1, max_order + 1)}
         # continuation count of a k-gram: how many distinct characters precede it in the text
@@ -41,8 +98,13 @@ class KneserNey:
                 D = n1 / (n1 + 2 * n2) if n1 and n2 else 0.5  # the estimate needs both (always so on real text)
                 self.levels[(k, kind)] = ({h: (d, sum(d.values()), len(d)) for h, d in table.items()}, D)
 
+    def check_order(self, order) -> None:
+        if isinstance(order, bool) or not isinstance(order, numbers.Integral) or not 1 <= order <= self.max_order:
+            raise RNNError(f"order must be a whole number in [1, {self.max_order}] (the model's max_order), got {order!r}")
+
     def prob(self, context: str, w: str, order: int) -> float:
         """P_order(w | the last order-1 characters of context)."""
+        self.check_order(order)
         p = 1.0 / self.K
         for k in range(1, order + 1):
             table, D = self.levels[(k, "raw" if k == order else "cont")]
@@ -67,6 +129,8 @@ class KneserNey:
 
     def bits_per_char(self, text: str, start: int, order: int) -> float:
         """Mean -log2 P of text[start:], each character given the characters before it in `text`."""
+        if not isinstance(start, numbers.Integral) or not 0 <= start < len(text):
+            raise RNNError(f"start must be a position in the text [0, {len(text)}), got {start!r}")
         total = 0.0
         for i in range(start, len(text)):
             total -= math.log2(self.prob(text[max(0, i - order + 1):i], text[i], order))
@@ -76,6 +140,9 @@ class KneserNey:
         """log2 P_order of each block's character j + 1 given the block's characters before it (the
         context is cut at the block start, as the RNN reads each block from a state that holds nothing of it): (n, L - 1)
         for n blocks of L characters (the held-out blocks of `charrnn.heldout`)."""
+        self.check_order(order)
+        if not len(blocks) or any(not isinstance(b, str) or len(b) != len(blocks[0]) for b in blocks) or len(blocks[0]) < 2:
+            raise RNNError("blocks must be a non-empty list of strings of one length >= 2")
         out = np.empty((len(blocks), len(blocks[0]) - 1))
         for r, block in enumerate(blocks):
             for i in range(1, len(block)):

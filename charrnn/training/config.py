@@ -29,6 +29,18 @@ _INT_RANGES = (("m", 1, 10**6), ("seq_length", 1, 10**6), ("batch_size", 1, 10**
 MEMORY_SHARE = 0.5
 
 
+def _plain(value):
+    """A numpy (or other) scalar as Python's own int, float or str, so that a config saves as JSON
+    (`Config(m=np.int64(8))`, as a loop over np.arange gives); anything else is left to _check_type."""
+    if value is None or isinstance(value, bool) or type(value) in (int, float, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value) if isinstance(value, str) else value
+
+
 def _check_type(name: str, value, kind: str) -> None:
     ok = {"int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
           "int?": value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)),
@@ -94,6 +106,7 @@ class Config:
 
     def __post_init__(self):
         for name, kind in _FIELD_KINDS.items():
+            setattr(self, name, _plain(getattr(self, name)))
             _check_type(name, getattr(self, name), kind)
         for name, low, high in _INT_RANGES:
             value = getattr(self, name)
