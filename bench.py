@@ -155,12 +155,12 @@ def matmul_gflops(n=1500, repeats=3, dtype=np.float64):
 def long_run_seconds(corpus, runs_dir):
     """Training seconds stored in the report's cached long run (its settings as the notebook's
     defaults give them), or None if it is not in `runs_dir` finished."""
-    from charrnn.study.runcache import _run_path, _serves
+    from charrnn.study.cache import run_path, serves
     from charrnn.training.validate import read_meta
 
     long_cfg = training.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
-    meta = read_meta(_run_path(corpus, long_cfg, runs_dir))
-    return float(meta["seconds"]) if _serves(meta, long_cfg) else None
+    meta = read_meta(run_path(corpus, long_cfg, runs_dir))
+    return float(meta["seconds"]) if serves(meta, long_cfg) else None
 
 
 # ----------------------------------------------------------------------------- quality

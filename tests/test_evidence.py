@@ -203,7 +203,7 @@ def test_tune_picks_the_lowest_score_and_trains_the_other_seeds_at_that_rate(cor
     from charrnn.study import experiments as study
 
     ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
-    settings = study.plan(ref, updates=60, seeds=2)
+    settings = study.settings_for(ref, updates=60, seeds=2)
     assert list(settings) == list(study.SETTINGS)
     b8 = settings["B = 8"]["configs"][0]
     assert b8.batch_size == 8 and b8.max_updates == 60 // 8  # same characters as the batch-1 runs
@@ -239,7 +239,7 @@ def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path,
     monkeypatch.setattr(study, "_run_or_none", lambda corpus, c, runs_dir, progress=False: _Configured(c))
     monkeypatch.setattr(study, "run_score", lambda run: abs(np.log(run.config.eta / best)))
     ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
-    setting = study.plan(ref, updates=60, seeds=2)["reference"]
+    setting = study.settings_for(ref, updates=60, seeds=2)["reference"]
     r = study.tune(None, setting, tmp_path)
     assert list(r["sweep"]) == pytest.approx(tried)
     assert r["edge"] is edge

@@ -224,17 +224,17 @@ def test_workers_get_one_numba_thread_and_the_notebook_keeps_its_numba_variables
     import os
 
     from charrnn.kernels import ops as kernel_ops
-    from charrnn.study import runcache
+    from charrnn.study import scheduler
 
     def numba_vars():
         return {k: v for k, v in os.environ.items() if k.startswith("NUMBA_")}
 
     before = numba_vars()
-    with runcache._one_thread_each():
+    with scheduler._one_thread_each():
         assert numba_vars() == before
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1"  # BLAS: still one thread per worker
     if kernel_ops.numba is not None:
-        assert runcache.submit_job(kernel_ops.numba.get_num_threads).result(timeout=120) == 1
+        assert scheduler.submit_job(kernel_ops.numba.get_num_threads).result(timeout=120) == 1
 
 
 def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp_path):
@@ -246,10 +246,10 @@ def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp
     import time
     from pathlib import Path
 
-    from charrnn.study import runcache
+    from charrnn.study import cache
 
     c = cfg(epochs=1)
-    path = runcache._run_path(corpus, c, tmp_path)
+    path = cache.run_path(corpus, c, tmp_path)
     root = Path(__file__).resolve().parent.parent
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from charrnn.training.checkpoint import checkpoint_lock\n"
@@ -279,13 +279,13 @@ def test_background_workers_exit_when_their_parent_dies(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     code = (
-        "import sys, time; from charrnn import study, training; from charrnn.study import runcache\n"
+        "import sys, time; from charrnn import study, training; from charrnn.study import scheduler\n"
         "sys.path.insert(0, 'tests'); from conftest import TEXT\n"
         "corpus = training.corpus_from_text(TEXT * 40, seq_length=10)\n"
         "cfg = training.Config(m=64, seq_length=10, epochs=10**6, max_updates=10**8, sample_every=0, backend='numpy')\n"
         f"study.prefetch(corpus, [cfg], runs_dir={str(tmp_path)!r}, workers=1)\n"
         "time.sleep(3.0)\n"
-        "print(*runcache._POOL._processes, flush=True)\n"
+        "print(*scheduler._POOL._processes, flush=True)\n"
         "time.sleep(600)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)

@@ -231,7 +231,7 @@ def test_run_cache_loads_and_extends(corpus, tmp_path, monkeypatch):
     cfg = small_config(epochs=2)
     first = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    import charrnn.study.runcache as cache
+    import charrnn.study.cache as cache
 
     def no_training(*a, **k):
         raise AssertionError("should have come from the cache")
@@ -276,10 +276,10 @@ def test_run_key_covers_every_field_that_decides_the_numbers(corpus):
 def test_run_cache_serves_only_a_run_of_the_settings_asked_for(corpus, tmp_path, monkeypatch):
     """A file under the right name but holding another config (as a changed default would leave
     behind) is not served: the run is trained for the settings asked for."""
-    import charrnn.study.runcache as cache
+    import charrnn.study.cache as cache
 
     cfg = small_config(epochs=1)
-    path = cache._run_path(corpus, cfg, tmp_path)
+    path = cache.run_path(corpus, cfg, tmp_path)
     stale = training.train(corpus, cfg.replace(eta=0.05), progress=False)  # "the old default"
     training.save_checkpoint(stale, path)
     served = study.cached_run(corpus, cfg, runs_dir=tmp_path, progress=False)

@@ -6,6 +6,7 @@ import time
 import rnn_core as rc
 from charrnn import study, training
 from charrnn.report import watch
+from charrnn.study import journal
 
 
 def test_status_of_the_runs_being_trained(corpus, tmp_path):
@@ -15,7 +16,7 @@ def test_status_of_the_runs_being_trained(corpus, tmp_path):
     assert finished.update == 30
     # a second run, planned and now training: its lock file is there, no checkpoint yet
     busy = tmp_path / "0123456789abcdef-e1u60.npz"
-    with open(tmp_path / watch.PLAN, "a") as fh:
+    with open(tmp_path / journal.JOURNAL, "a") as fh:
         fh.write(json.dumps({"time": time.time(), "path": str(busy), "target": 60, "label": "m=8 seed=2"}) + "\n")
     lock = tmp_path / f".{busy.name}.lock"
     lock.write_text("")

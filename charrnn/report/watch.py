@@ -3,27 +3,25 @@
 The notebook's own output goes into the notebook, not to the terminal, while nbconvert executes it;
 so `make report` starts this watcher beside nbconvert. It reads only the run cache: a run is being
 trained while its checkpoint's lock file (`.<name>.npz.lock`) exists, its progress is the update
-count in the checkpoint's meta (workers save every 15 s), and `prefetch` lists the runs it starts
-in `<runs>/.plan.jsonl`. Every `--every` seconds, while something trains, it prints one line:
-the runs training with their progress, how many are finished of how many known, and an estimate
-of the time left. When nothing is trained (a cached re-render) it prints nothing.
+count in the checkpoint's meta (workers save every 15 s), and the journal of planned runs
+(`charrnn.study.journal`) lists the runs queued or trained. Every `--every` seconds, while
+something trains, it prints one line: the runs training with their progress, how many are
+finished of how many known, and an estimate of the time left. When nothing is trained (a cached re-render) it prints nothing.
 
-    python -m charrnn.watch --runs runs --every 15 --parent PID
+    python -m charrnn.report.watch --runs runs --every 15 --parent PID
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
+from charrnn.study.journal import planned_since
 from charrnn.training.schedule import target_updates
 from charrnn.training.validate import read_meta
-
-PLAN = ".plan.jsonl"
 
 
 def _target(meta: dict) -> int:
@@ -31,27 +29,10 @@ def _target(meta: dict) -> int:
     return target_updates(cfg["epochs"], cfg.get("max_updates"), meta["updates_per_epoch"])
 
 
-def planned(runs: Path, since: float) -> dict:
-    """{checkpoint path: (target updates, label)} of the runs noted in the plan since `since` (epoch seconds)."""
-    out = {}
-    try:
-        lines = (runs / PLAN).read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if item.get("time", 0) >= since:
-            out[str(Path(item["path"]).resolve())] = (int(item["target"]), item.get("label", ""))
-    return out
-
-
 def snapshot(runs: Path, since: float, known: dict) -> dict:
     """The state of the run cache: {path: (updates done, target, training now, label)} for every run
     planned or seen training since `since`; `known` (path -> (target, label)) keeps runs seen before."""
-    known.update(planned(runs, since))
+    known.update(planned_since(runs, since))
     training = set()
     for lock in runs.glob(".*.npz.lock"):
         path = str((runs / lock.name[1:-len(".lock")]).resolve())

@@ -7,18 +7,23 @@ seeds are trained at that rate; the first seed's run at that
 rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
 best setting is then continued, from its first seed's run, until `evidence.stopped_improving`
 (`start_converge`: a background job that starts when the sweeps are done).
-Jobs run in the background workers of `runcache`; calling the same functions in the notebook loads
-what they trained (or trains it, when nothing was started in the background).
+Jobs run in the background workers of `scheduler`; calling the same functions in the notebook waits
+for them (a progress bar follows their runs in the run cache), then loads what they trained (or
+trains it, when nothing was started in the background).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from charrnn.training.config import Config
 from charrnn.study.evidence import STOP_PASSES, curve_bits, run_score, stopped_improving, summarize, verdict
-from charrnn.study.runcache import cached_run, run_key, submit_job
+from charrnn.study.cache import load_or_train, run_key, run_path, run_updates
+from charrnn.study.progress import job_done, updates_of, wait_showing
+from charrnn.study.scheduler import submit_job
+from charrnn.training.schedule import target_updates, updates_per_epoch
 from charrnn.training.loop import TrainingDiverged
 
 ADAGRAD_RATES = (0.05, 0.1, 0.2)
@@ -42,7 +47,7 @@ SETTINGS = {
 _COST = {"Adam": 1.2, "B = 8": 0.8, "B = 32": 0.75, "m = 50": 0.35, "m = 200": 2.2}
 
 
-def plan(reference: Config, updates: int, seeds: int, evals: int = EVALS_PER_RUN) -> dict:
+def settings_for(reference: Config, updates: int, seeds: int, evals: int = EVALS_PER_RUN) -> dict:
     """{setting: {"configs": [Config at each rate, first seed], "rates": (...), "seeds": [...], "evals": n}}.
     `reference`: the reference settings with holdout; `updates`: the budget of a batch-1 run;
     `evals`: held-out evaluations per run (after the one at update 0)."""
@@ -66,7 +71,7 @@ def _run_or_none(corpus, config: Config, runs_dir, progress=False):
     if marker.exists():
         return None
     try:
-        return cached_run(corpus, config, runs_dir, progress=progress)
+        return load_or_train(corpus, config, runs_dir, progress=progress)
     except TrainingDiverged as exc:
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc) + "\n")
@@ -121,19 +126,43 @@ def start(corpus, settings: dict, runs_dir="runs", workers: int = 2) -> list:
     return order
 
 
-def _wait(runs_dir, name):
-    job = _JOBS.pop((str(runs_dir), name), None)
-    if job is not None:
-        job.result()  # re-raises a failure of the job
+def _wait(keys, source, desc: str, progress) -> None:
+    """Wait for the background jobs of `keys` in _JOBS, with a progress bar; `source()` builds the
+    bar's source (only when there is something to wait for). Re-raises a failure of a job."""
+    jobs = [_JOBS[k] for k in keys if k in _JOBS]
+    if jobs:
+        wait_showing(job_done(jobs), source(), desc, progress)
+    for k in keys:
+        job = _JOBS.get(k)
+        if job is not None and job.done():
+            del _JOBS[k]
+            job.result()  # re-raises a failure of the job
+
+
+def _sweeps_in_cache(corpus, settings: dict, runs_dir):
+    """The progress bar's source while the tuning jobs train: the updates, in the run cache, of
+    every run they may train (each rate of a grid and those it may grow to, at every seed), out of
+    those of the runs they train when no grid grows."""
+    hashed = SimpleNamespace(sha256=corpus.sha256)  # run_key reads only the corpus's hash: computed once
+    runs, total = [], 0
+    for s in settings.values():
+        first = s["configs"][0]
+        target = target_updates(first.epochs, first.max_updates, updates_per_epoch(corpus, first))
+        rates = [c.eta for c in s["configs"]]
+        grown = range(1, EXTEND + 1)
+        rates += [min(rates) / 2 ** k for k in grown] + [max(rates) * 2 ** k for k in grown]
+        runs += [(run_path(hashed, first.replace(eta=r, seed=seed), runs_dir), target)
+                 for r in rates for seed in s["seeds"]]
+        total += (len(s["configs"]) + len(s["seeds"]) - 1) * target
+    return updates_of(runs, total)
 
 
 def results(corpus, settings: dict, runs_dir="runs", progress=None) -> dict:
-    """{setting: `tune` result}, waiting for the background jobs (or training what is missing)."""
-    out = {}
-    for name, setting in settings.items():
-        _wait(runs_dir, name)
-        out[name] = tune(corpus, setting, runs_dir, progress)
-    return out
+    """{setting: `tune` result}, once the background jobs of `start` are done (a progress bar
+    follows their runs in the run cache), training here what is missing."""
+    _wait([(str(runs_dir), name) for name in settings], lambda: _sweeps_in_cache(corpus, settings, runs_dir),
+          "Part II: sweeps and seeds (in the background)", progress)
+    return {name: tune(corpus, setting, runs_dir, progress) for name, setting in settings.items()}
 
 
 def converge(corpus, config: Config, runs_dir="runs", progress=False):
@@ -143,7 +172,7 @@ def converge(corpus, config: Config, runs_dir="runs", progress=False):
     Returns (Run, whether it stopped by the rule)."""
     step = config.max_updates
     for k in range(2, CONVERGE_CAP + 1):
-        run = cached_run(corpus, config.replace(max_updates=k * step), runs_dir, progress=progress)
+        run = load_or_train(corpus, config.replace(max_updates=k * step), runs_dir, progress=progress)
         updates, bits = curve_bits(run)
         if stopped_improving(updates, bits, stop_window(run), min_updates=2 * step):
             return run, True
@@ -171,8 +200,17 @@ def start_converge(corpus, settings: dict, runs_dir="runs", workers: int = 2) ->
 
 
 def converged(corpus, config: Config, runs_dir="runs", progress=None):
-    """`converge`'s result, waiting for its background job if one was started."""
-    _wait(runs_dir, "converge")
+    """`converge`'s result, once its background job, if one was started, is done (a progress bar
+    follows the run in the run cache, up to its next check of the stopping rule)."""
+    path, step = run_path(corpus, config, runs_dir), config.max_updates
+    cap = CONVERGE_CAP * step
+
+    def source():
+        done = min(run_updates(path), cap)
+        return done, min(cap, (done // step + 1) * step)
+
+    _wait([(str(runs_dir), "converge")], lambda: source,
+          f"{path.stem}: trained until it stops improving (in the background)", progress)
     return converge(corpus, config, runs_dir, progress)
 
 

@@ -197,11 +197,11 @@ def _next_start(run: Run, N: int):
     c = run.config
     if c.order == "sequential":
         return run.pos, run.pos == 0
-    starts, resets = _plan(run, N)
+    starts, resets = _epoch_plan(run, N)
     return int(starts[run.pos]), bool(resets[run.pos])
 
 
-def _plan(run: Run, N: int):
+def _epoch_plan(run: Run, N: int):
     key = (run.epoch, N)
     if run.plan_cache is None or run.plan_cache[0] != key:  # one plan per epoch, recomputed after a resume
         run.plan_cache = (key, epoch_plan(run.config, N, run.epoch))
@@ -263,7 +263,7 @@ def _numpy_updates(run: Run, data: np.ndarray, n: int) -> None:
             over = run.pos + T + 1 > R  # fewer than T+1 characters left (in each stream)
         else:
             run.pos += 1
-            over = run.pos >= len(_plan(run, len(data))[0])
+            over = run.pos >= len(_epoch_plan(run, len(data))[0])
         if over:  # the epoch is over
             run.epoch, run.pos, run.hprev = run.epoch + 1, 0, zero_state(c)
 
@@ -276,7 +276,7 @@ def _kernel_updates(run: Run, data: np.ndarray, n: int) -> None:
             window = _stream_windows(c, len(data)) + run.pos  # (B,T)
             _diverged(run, loss_and_grads_batch(run.params, data[window], data[window + 1], run.hprev)[0])
         return
-    plan = (None, None) if c.order == "sequential" else _plan(run, len(data))
+    plan = (None, None) if c.order == "sequential" else _epoch_plan(run, len(data))
     if not kernels.advance(run, data, n, *plan):
         e = _next_start(run, len(data))[0]
         T = c.seq_length
