@@ -237,10 +237,10 @@ def test_workers_get_one_numba_thread_and_the_notebook_keeps_its_numba_variables
         assert scheduler.submit_job(kernel_ops.numba.get_num_threads).result(timeout=120) == 1
 
 
-def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp_path):
+def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp_path, capsys):
     """Two workers may ask for the same run (the converged run's job reads every setting's runs
     while the last sweep still trains): the second waits for the first's lock, then loads the run
-    instead of failing with "being written by another process"."""
+    instead of failing with "being written by another process". A notebook waiting so sees a bar."""
     import subprocess
     import sys
     import time
@@ -259,8 +259,9 @@ def test_a_run_another_process_is_training_is_waited_for_not_refused(corpus, tmp
     try:
         assert holder.stdout.readline().strip() == "held"
         t0 = time.monotonic()
-        run = study.cached_run(corpus, c, runs_dir=tmp_path)
+        run = study.cached_run(corpus, c, runs_dir=tmp_path, progress=True)
         assert time.monotonic() - t0 > 1.0  # it waited for the holder (2 s from "held")
+        assert "(trained by another process)" in capsys.readouterr().err
         assert holder.wait(10) == 0  # the holder ran its course
         assert_runs_equal(run, training.train(corpus, c, progress=False))
     finally:
