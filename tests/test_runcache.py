@@ -104,10 +104,14 @@ def test_cached_run_waits_for_its_background_job_with_a_bar(corpus, tmp_path, ca
     err = capsys.readouterr().err
     assert "(in the background)" in err and "60/60" in err
     failed = cf.Future()
-    failed.set_exception(KeyboardInterrupt("stopped in the worker"))
+    failed.set_exception(RuntimeError("the worker failed"))
     monkeypatch.setitem(scheduler._PENDING, path, failed)
-    with pytest.raises(KeyboardInterrupt):  # a job's failure reaches the notebook
+    with pytest.raises(RuntimeError, match="the worker failed"):  # a job's failure reaches the notebook
         scheduler.cached_run(corpus, c, runs_dir=tmp_path, progress=False)
+    stopped = cf.Future()  # an interrupt (which reaches the workers too) stopped the job: its run,
+    stopped.set_exception(KeyboardInterrupt("SIGINT stopped the run"))  # saved, is resumed here
+    monkeypatch.setitem(scheduler._PENDING, path, stopped)
+    assert_runs_equal(scheduler.cached_run(corpus, c, runs_dir=tmp_path, progress=False), trained)
 
 
 def test_results_wait_for_the_tuning_jobs_with_a_bar_of_their_runs(corpus, tmp_path, capsys, monkeypatch):

@@ -136,7 +136,8 @@ def _wait(keys, source, desc: str, progress) -> None:
         job = _JOBS.get(k)
         if job is not None and job.done():
             del _JOBS[k]
-            job.result()  # re-raises a failure of the job
+            if not isinstance(job.exception(), KeyboardInterrupt):  # a run an interrupt stopped resumes here
+                job.result()  # re-raises a failure of the job
 
 
 def _sweeps_in_cache(corpus, settings: dict, runs_dir):

@@ -35,7 +35,8 @@ _POOL = None  # the ProcessPoolExecutor of the workers, started on first use
 def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -> Run:
     """The run of `config` on `corpus`: when `prefetch` queued it, its background job is waited for
     first (with a progress bar fed by its checkpoints; interrupting the wait leaves the job queued);
-    then `cache.load_or_train` loads it (or trains it here, when nothing was queued)."""
+    then `cache.load_or_train` loads it (or trains it here: when nothing was queued, or when an
+    interrupt stopped the job, whose run is saved and resumes here)."""
     path = run_path(corpus, config, runs_dir)
     job = _PENDING.get(str(path))
     if job is not None:
@@ -43,7 +44,8 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
         wait_showing(job_done([job]), lambda: (min(run_updates(path), want), want),
                      f"{path.stem} (in the background)", progress)
         _PENDING.pop(str(path), None)
-        job.result()  # re-raises the job's error, if any
+        if not isinstance(job.exception(), KeyboardInterrupt):
+            job.result()  # re-raises the job's error, if any
     return load_or_train(corpus, config, runs_dir, progress)
 
 
@@ -95,7 +97,8 @@ def _pool(workers: int) -> cf.ProcessPoolExecutor:
 def _quiet_worker():
     """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
     process group); while training, `train` handles it as everywhere: stop and save, and
-    `load_or_train` raises KeyboardInterrupt, which fails the job (its Future re-raises it).
+    `load_or_train` raises KeyboardInterrupt, which ends the job (`cached_run` and Part II's
+    waits then resume the saved run in the notebook's process when asked for it).
     A worker whose parent dies (a kernel killed, a notebook closed) exits within a second or two:
     its run keeps its last checkpoint (at most `checkpoint_seconds` old, written atomically) and is
     resumed bit for bit by the next `load_or_train`."""
