@@ -6,6 +6,7 @@
     captions        numbered figures, tables and passages with their captions
     speed           a short timing of the training forms, for the appendix
     render          the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
+    html            the HTML of the report, one file that works offline (formulas as MathML)
     watch           the training progress on the terminal of `make report`
 """
 from charrnn.report import evidence_plots, narrative

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import nbformat
 
+from charrnn.report.html import write_html
+
 TEMPLATE = Path(__file__).with_name("report_template.typ")
 TEXT_WIDTH_IN = 16.4 / 2.54  # the template's text width
 TEXT_HEIGHT_IN = (29.7 - 2.2 - 2.6) / 2.54 - 0.9  # the page's text height, less room for a caption
@@ -244,10 +246,7 @@ def render(executed: Path, html: bool = True, pdf: bool = True) -> None:
     nbformat.write(nb, executed)
     out_dir, stem = executed.parent, executed.stem
     if html:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(nb)
-        (out_dir / f"{stem}.html").write_text(body)
+        write_html(nb, out_dir / f"{stem}.html")  # one file that works offline (charrnn.report.html)
     if pdf:
         typ = to_typst(nb, out_dir, stem)
         compile_pdf(typ, out_dir / f"{stem}.pdf")
