@@ -1,6 +1,7 @@
 """The executed report notebook to HTML (nbconvert) and to PDF with pip packages only: the notebook's
 text and outputs as pandoc Markdown, pandoc's typst writer (pypandoc-binary) with our template
-(report_template.typ), and the typst compiler (the `typst` package, its own fonts only).
+(report_template.typ), and the typst compiler (the `typst` package, its own fonts only). The HTML is
+one file that works offline, its formulas MathML (charrnn.report.html).
 
     python -m charrnn.render report/assignment4.ipynb     # writes report/assignment4.html and .pdf
 
