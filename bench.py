@@ -5,14 +5,14 @@ float64 but for the float32 row, one BLAS thread everywhere; the mini-batch kern
 threads its row names, 1 unless said). The float32 row's % of peak is taken against the float32
 matrix-product peak, measured beside the float64 one. The forms take turns for several rounds and the median of
 each is reported, so a noisy neighbour on the machine affects them all alike. PyTorch rows appear
-when torch is installed (`pip install torch==2.13.0` takes the CPU wheel on this machine's disk).
+when torch is installed in the environment (`.venv/bin/pip install torch`); it is not a dependency.
 
 Quality: with 5% of the corpus held out (every 20th block of 2,000 characters, the report's split),
 each mode trains for the same wall-clock budget and is scored on the held-out text in nats and bits
 per character, every block read from the hidden state training ends with (as the report scores its
 runs: a network trained in sequential order never starts from a zero state, and from one it can
-score worse than a uniform guess; a float32 run of this bench did, at 7.2 bits per character). The float32 kernel is kept only if it is at least 1.5 times as fast as the float64
-kernel and no worse at equal time (its mean no higher than float64's by more than the seed range);
+score worse than a uniform guess). The float32 kernel is kept only if it is at least 1.5 times as
+fast as the float64 kernel and no worse at equal time (its mean no higher than float64's by more than the seed range);
 the bench prints that verdict.
 
 Results also go to runs/bench.json.

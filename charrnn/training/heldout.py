@@ -71,7 +71,7 @@ def block_log_probs(params: dict, blocks: np.ndarray, h0=None) -> np.ndarray:
     """Natural log-probability the RNN gives each block's character j + 1 after reading its characters
     0..j, every block from the same state h0 (m,) (default 0): shape (n, L - 1) for blocks (n, L).
     All blocks are run side by side: by the compiled evaluation where it runs, else by numpy
-    (`numpy_block_log_probs`); tests/test_kernel.py holds the two together."""
+    (`numpy_block_log_probs`); tests/test_evidence.py holds the two together."""
     if kernels.evaluation_available():
         m = params["W"].shape[0]
         return kernels.block_log_probs(params, blocks, np.zeros(m) if h0 is None else h0)

@@ -20,8 +20,8 @@ from charrnn.training.run import Run, check_corpus, first_stream_state, new_run,
 from charrnn.training.schedule import epoch_plan, split_data, stream_length
 from charrnn.training.validate import check_run
 
-# Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: about
-# 0.3 s of work each at m = 100, so that Ctrl-C, time limits and checkpoint times are honoured promptly.
+# Updates per call of the compiled kernel / of the numpy loop between two looks at the clock: few enough
+# that Ctrl-C, time limits and checkpoint times are honoured promptly, enough that the calls cost nothing.
 KERNEL_CHUNK, NUMPY_CHUNK = 2000, 200
 
 
