@@ -146,3 +146,13 @@ def test_chromium_check_sees_raw_latex(tmp_path):
                     "<pre class='jp-InputArea-editor'>$\\eta$ in code</pre></body></html>")
     text = visible_text(page, tmp_path)
     assert RAW_LATEX.findall(text) and "in code" not in text
+
+
+def test_hostile_formulas_stay_text():
+    """A formula is text to pandoc: markup or a link in it reaches the page escaped, never as a tag."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "A $</math><script>alert(1)</script>$, an $<img src=x onerror=alert(2)>$, "
+        "a $\\href{javascript:alert(3)}{x}$ and $$\\style{color:red}{y} \\unicode{x41}$$.")])
+    body, _ = OfflineHTMLExporter().from_notebook_node(nb)
+    assert "<script>alert" not in body and "<img src=x" not in body and 'href="javascript' not in body
+    assert "&lt;script&gt;alert(1)" in body and "onerror=alert(2)&gt;" in body
