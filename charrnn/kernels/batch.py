@@ -1,30 +1,36 @@
 """The fused mini-batch training kernel: B evenly spaced streams per update, loss and gradients
-averaged over the B, with exactly the semantics of `model.loss_and_grads_batch` and the training
-loop of `train.train` (sequential order; every stream carries its own hidden state).
+averaged over the B, with exactly the semantics of `rnn_core.loss_and_grads_batch` and of the numpy
+training loop (`charrnn.training.loop.train`; sequential order; every stream carries its own
+hidden state).
 
 Letters: T steps per sequence, K characters, m hidden units, B streams; parameters are the tuple
-(U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `kernel.py`, whose optimiser steps it reuses
-with the products, tanh, exp and softmax of `ops.py`. Each step's recurrent product is a
-matrix product over the streams (H_{t-1} W^T, G_{t+1} W); the output layer and the weight
-gradients are products over all T x B rows. All are BLAS calls (`blas.gemm`, one BLAS thread).
+(U (m,K), W (m,m), V (K,m), b (m,), c (K,)), as in `single.py`, whose bookkeeping (`record`, the
+transposed U) and optimiser steps (`optim.py`) it reuses, with tanh, exp and the softmax of
+`vecmath.py`. Each step's recurrent product is a matrix product over the streams (H_{t-1} W^T,
+G_{t+1} W); the output layer and the weight gradients are products over all T x B rows. All are
+BLAS calls (`blas.gemm`, one BLAS thread). The rows of a group's (T*nb, .) arrays are ordered by
+step, then stream: row t*nb + s is step t of stream s.
 
 Threads: the streams are cut into groups of GROUP consecutive streams, a number fixed by B alone.
 Each group's forward and backward pass is one task (the tasks run on numba's threads, `prange`),
 writing its own partial gradients; the partial gradients are then summed group after group, in a
-fixed order, by one thread. So the results do not depend on the number of threads (tests run 1
-and 2), and they repeat bit for bit. They equal the numpy form's to about 1e-15 relative (the
+fixed order, by one thread. So the results do not depend on the number of threads (tests/test_kernel.py
+runs 1 and 2), and they repeat bit for bit. They equal the numpy form's to about 1e-15 relative (the
 order of the sums differs; tests/test_kernel_batch.py holds them to 1e-12).
 
-State, hyperparameters and status use the named slots of `kernel_state.py` (I_*, F_*, H_*).
+Named structures: a `BatchWorkspace` holds every group's arrays (row g: group g), `group_work`
+gives one group's as a `GroupWork`; the loop state and hyperparameters are those of `state.py`.
 """
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 
 from charrnn.kernels import single
 from charrnn.kernels.single import grad_buffers, record, transposed_U, write_back_U
 from charrnn.kernels.optim import _step
-from charrnn.kernels.state import H_DECAY, I_EPOCH, I_POS, I_STATUS, I_UPDATE, NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal
+from charrnn.kernels.state import NONFINITE, OK, hyperparameters, marshal, new_state, unmarshal
 from charrnn.kernels import ops
 from rnn_core import DIVERGED_NATS_PER_CHAR
 from charrnn.kernels.blas import gemm, gemm_set, one_thread
@@ -37,24 +43,65 @@ GROUP = 8  # streams per task: the unit of work of one thread, and of the fixed 
 
 _JIT_PAR = dict(_JIT, parallel=True)
 
+# One group's arrays, flat (room for GROUP streams; `_group_forward_backward` views the first nb):
+#   H (T+1)*GROUP*m hidden states, P T*GROUP*K probabilities then G_o, GA T*GROUP*m g_a,
+#   GH T*GROUP*m V^T g_o, z, q (n,) and kbits int64 (n,) for exp and tanh, n = T*GROUP*K + GROUP*m,
+#   targets int64 (T*GROUP,).
+GroupWork = namedtuple("GroupWork", "H P GA GH z q kbits targets")
+# Every group's GroupWork arrays and partial results, row g for group g (NG groups): the fields of
+# GroupWork (NG, .), the partial gradients dUT (NG,K,m), dW (NG,m,m), dV (NG,K,m), db (NG,m),
+# dc (NG,K) and losses (NG,); and the transposed copies WT (m,m) = W^T, VT (m,K) = V^T.
+BatchWorkspace = namedtuple("BatchWorkspace", "H P GA GH z q kbits targets dUT dW dV db dc losses WT VT")
+
 
 @njit(**_JIT)
-def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work):
+def n_groups(B):
+    """The number of groups of B streams: ceil(B / GROUP)."""
+    return (B + GROUP - 1) // GROUP
+
+
+@njit(**_JIT)
+def group_streams(g, B):
+    """(first, end) of the streams of group g: streams first .. end - 1 of B."""
+    return g * GROUP, min(B, (g + 1) * GROUP)
+
+
+@njit(**_JIT)
+def group_work(work, g):
+    """Group g's arrays of the `BatchWorkspace` work, as a `GroupWork`."""
+    return GroupWork(work.H[g], work.P[g], work.GA[g], work.GH[g], work.z[g], work.q[g], work.kbits[g],
+                     work.targets[g])
+
+
+@njit(**_JIT)
+def group_grads(work, g):
+    """Group g's partial gradients (dUT, dW, dV, db, dc) in the `BatchWorkspace` work."""
+    return work.dUT[g], work.dW[g], work.dV[g], work.db[g], work.dc[g]
+
+
+@njit(**_JIT)
+def group_states(work, g, T, nb, m):
+    """Group g's hidden states as (T+1, nb, m): H[t, s] is stream s after step t (t = 0: hprev)."""
+    return work.H[g][:(T + 1) * nb * m].reshape((T + 1, nb, m))
+
+
+@njit(**_JIT)
+def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, gw):
     """Summed loss of the nb streams of one group, and their summed gradients.
 
-    params (U^T (K,m), W, V, b, c); WT (m,m), VT (m,K): transposed copies of W, V. Stream b reads
-    data[starts[b] : starts[b] + T + 1]; hprev (nb,m). grads = (dUT (K,m) - dU transposed -,
-    dW, dV, db, dc), overwritten. work = (H, P, GA, GH, z, q, kbits, targets): one group's rows
-    of `batch_workspace`, flat, viewed here as H (T+1,nb,m), P (T*nb,K), GA (T*nb,m), GH (T*nb,m).
+    params (U^T (K,m), W, V, b, c); WT (m,m), VT (m,K): transposed copies of W, V. Stream s reads
+    data[starts[s] : starts[s] + T + 1]; hprev (nb,m). grads = (dUT (K,m) - dU transposed -,
+    dW, dV, db, dc), overwritten. gw: the group's `GroupWork`, flat, viewed here as H (T+1,nb,m),
+    P (T*nb,K), GA (T*nb,m), GH (T*nb,m), rows t*nb + s.
     """
     UT, W, V, b, c = params
     dUT, dW, dV, db, dc = grads
-    Hf, Pf, GAf, GHf, z, q, kbits, targets = work
+    z, q, kbits, targets = gw.z, gw.q, gw.kbits, gw.targets
     nb, m, K = starts.shape[0], W.shape[0], V.shape[0]
-    H = Hf[:(T + 1) * nb * m].reshape((T + 1, nb, m))
-    P = Pf[:T * nb * K].reshape((T * nb, K))
-    GA = GAf[:T * nb * m].reshape((T * nb, m))
-    GH = GHf[:T * nb * m].reshape((T * nb, m))
+    H = gw.H[:(T + 1) * nb * m].reshape((T + 1, nb, m))
+    P = gw.P[:T * nb * K].reshape((T * nb, K))
+    GA = gw.GA[:T * nb * m].reshape((T * nb, m))
+    GH = gw.GH[:T * nb * m].reshape((T * nb, m))
     H[0] = hprev
     for t in range(T):  # A_t = b + U x_t + H_{t-1} W^T, H_t = tanh(A_t), nb streams at once
         A = H[t + 1]
@@ -65,9 +112,11 @@ def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work)
         gemm(A, H[t], WT, False, False)
         _tanh(A.reshape(nb * m), z, q, kbits)
     H1 = H[1:].reshape((T * nb, m))  # rows t*nb + s
-    for r in range(T * nb):
-        P[r, :] = c
-        targets[r] = data[starts[r % nb] + r // nb + 1]
+    for t in range(T):
+        for s in range(nb):
+            r = t * nb + s
+            P[r, :] = c
+            targets[r] = data[starts[s] + t + 1]
     gemm(P, H1, VT, False, False)
     loss = _softmax_loss(P, targets[:T * nb], q, kbits)  # P is now G_o
     gemm_set(dV, P, H1, True, False)
@@ -85,59 +134,54 @@ def _group_forward_backward(params, WT, VT, data, starts, T, hprev, grads, work)
     gemm_set(dW, GA, H[:T].reshape((T * nb, m)), True, False)
     _column_sums(db, GA)
     dUT[:, :] = 0.0
-    for r in range(T * nb):  # row x_t of dU^T accumulates g_a_t
-        x = data[starts[r % nb] + r // nb]
-        d, g = dUT[x], GA[r]
-        for i in range(m):
-            d[i] += g[i]
+    for t in range(T):  # row x_t of dU^T accumulates g_a_t, stream after stream
+        for s in range(nb):
+            d, g = dUT[data[starts[s] + t]], GA[t * nb + s]
+            for i in range(m):
+                d[i] += g[i]
     return loss
 
 
 @njit(**_JIT)
 def batch_workspace(m, K, T, B):
-    """Per group g (NG = ceil(B / GROUP) of them), row g of: H (T+1)*GROUP*m, P T*GROUP*K,
-    GA and GH T*GROUP*m, z, q (n,) and kbits int64 (n,), n = T*GROUP*K + GROUP*m, targets int64
-    (T*GROUP,); and the partial gradients dUT (NG,K,m), dW (NG,m,m), dV (NG,K,m), db (NG,m),
-    dc (NG,K), losses (NG,); and room for the transposed copies W^T (m,m), V^T (m,K)."""
-    NG = (B + GROUP - 1) // GROUP
+    """The `BatchWorkspace` of B streams of T steps (float64)."""
+    NG = n_groups(B)
     n = T * GROUP * K + GROUP * m
-    work = (np.empty((NG, (T + 1) * GROUP * m)), np.empty((NG, T * GROUP * K)), np.empty((NG, T * GROUP * m)),
-            np.empty((NG, T * GROUP * m)), np.empty((NG, n)), np.empty((NG, n)), np.empty((NG, n), dtype=np.int64),
-            np.empty((NG, T * GROUP), dtype=np.int64))
-    partial = (np.empty((NG, K, m)), np.empty((NG, m, m)), np.empty((NG, K, m)), np.empty((NG, m)),
-               np.empty((NG, K)), np.empty(NG))
-    return work, partial, (np.empty((m, m)), np.empty((m, K)))
+    return BatchWorkspace(
+        H=np.empty((NG, (T + 1) * GROUP * m)), P=np.empty((NG, T * GROUP * K)), GA=np.empty((NG, T * GROUP * m)),
+        GH=np.empty((NG, T * GROUP * m)), z=np.empty((NG, n)), q=np.empty((NG, n)),
+        kbits=np.empty((NG, n), dtype=np.int64), targets=np.empty((NG, T * GROUP), dtype=np.int64),
+        dUT=np.empty((NG, K, m)), dW=np.empty((NG, m, m)), dV=np.empty((NG, K, m)), db=np.empty((NG, m)),
+        dc=np.empty((NG, K)), losses=np.empty(NG), WT=np.empty((m, m)), VT=np.empty((m, K)))
 
 
 @njit(**_JIT_PAR)
-def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial, transposed):
+def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work):
     """Mean loss of the B sequences data[starts[s] : starts[s] + T] (targets one character on),
     from hprev (B,m); their mean gradients into grads = (dUT, dW, dV, db, dc); touched (K,) set
     for the rows of dUT that are not zero. params (UT, W, V, b, c), U and dU transposed (K,m) as
-    in `kernel.forward_backward`. The groups run in parallel; their partial sums are added in
-    group order. The last hidden states are in the work rows, read by `_last_hidden`."""
+    in `single.forward_backward`; work a `BatchWorkspace`. The groups run in parallel; their partial
+    sums are added in group order. The last hidden states are in the work, read by `_last_hidden`."""
     UT, W, V, b, c = params
-    B, m, K = starts.shape[0], W.shape[0], V.shape[0]
-    NG = (B + GROUP - 1) // GROUP
-    WT, VT = transposed
+    B = starts.shape[0]
+    # named before the parallel loop: in it, numba 0.68 lost the stores of `work.losses[g] = ...`
+    # (the losses read back unset), while stores through a name are kept
+    WT, VT, losses = work.WT, work.VT, work.losses
     _transpose(WT, W)
     _transpose(VT, V)
-    dUTs, dWs, dVs, dbs, dcs, losses = partial
-    for g in prange(NG):
-        s0, s1 = g * GROUP, min(B, (g + 1) * GROUP)
-        losses[g] = _group_forward_backward(
-            params, WT, VT, data, starts[s0:s1], T, hprev[s0:s1],
-            (dUTs[g], dWs[g], dVs[g], dbs[g], dcs[g]),
-            (work[0][g], work[1][g], work[2][g], work[3][g], work[4][g], work[5][g], work[6][g], work[7][g]))
+    for g in prange(n_groups(B)):
+        first, end = group_streams(g, B)
+        losses[g] = _group_forward_backward(params, WT, VT, data, starts[first:end], T, hprev[first:end],
+                                            group_grads(work, g), group_work(work, g))
     dUT_mean, dW, dV, db, dc = grads
     loss = 0.0
-    for g in range(NG):
+    for g in range(n_groups(B)):
         loss += losses[g]
-    _sum_groups(dW, dWs, B)
-    _sum_groups(dV, dVs, B)
-    _sum_groups(db, dbs, B)
-    _sum_groups(dc, dcs, B)
-    _sum_groups(dUT_mean, dUTs, B)
+    _sum_groups(dW, work.dW, B)
+    _sum_groups(dV, work.dV, B)
+    _sum_groups(db, work.db, B)
+    _sum_groups(dc, work.dc, B)
+    _sum_groups(dUT_mean, work.dUT, B)
     touched[:] = False
     for s in range(B):
         for t in range(T):
@@ -162,61 +206,59 @@ def _sum_groups(out, parts, B):
 def _last_hidden(hprev, work, T, m):
     """hprev (B,m) = the last hidden state of every stream, from the groups' H."""
     B = hprev.shape[0]
-    for g in range((B + GROUP - 1) // GROUP):
-        s0, s1 = g * GROUP, min(B, (g + 1) * GROUP)
-        nb = s1 - s0
-        H = work[0][g][:(T + 1) * nb * m].reshape((T + 1, nb, m))
-        hprev[s0:s1] = H[T]
+    for g in range(n_groups(B)):
+        first, end = group_streams(g, B)
+        hprev[first:end] = group_states(work, g, T, end - first, m)[T]
 
 
 @njit(**_JIT)
-def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper,
+def run_batch_updates(params, S, R, best, data, hprev, loss_out, smooth_out, state, hyper,
                       n_updates, T, adam, R_stream):
-    """Up to `n_updates` mini-batch updates in place (sequential order), with the semantics of
-    `train.train` at batch_size B = hprev.shape[0]: stream s reads data[s (R_stream - 1) + e ...];
-    an epoch ends when e + T + 1 > R_stream. Arguments as `kernel.run_updates`; hprev (B,m).
-    U and its states are worked on transposed, (K,m), as in `kernel.run_updates`."""
+    """Up to `n_updates` mini-batch updates in place (sequential order), with the semantics of the
+    numpy training loop at batch_size B = hprev.shape[0]: stream s reads data[s (R_stream - 1) + e ...];
+    an epoch ends when e + T + 1 > R_stream. Arguments as `single.run_updates`; hprev (B,m).
+    U and its states are worked on transposed, (K,m), as in `single.run_updates`."""
     pT, ST, RT = transposed_U(params, S, R, adam)
-    _batch_loop(pT, ST, RT, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper, n_updates, T, adam,
+    _batch_loop(pT, ST, RT, best, data, hprev, loss_out, smooth_out, state[0], hyper, n_updates, T, adam,
                 R_stream)
     write_back_U(params, S, R, pT, ST, RT, adam)
 
 
 @njit(**_JIT)
-def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, istate, fstate, hyper,
+def _batch_loop(params, S, R, best, data, hprev, loss_out, smooth_out, st, hyper,
                 n_updates, T, adam, R_stream):
-    """The loop of `run_batch_updates`, on params (U^T, W, V, b, c) and states shaped alike."""
+    """The loop of `run_batch_updates`, on params (U^T, W, V, b, c) and states shaped alike; st: the
+    loop state's record."""
     UT, W, V, b, c = params
     B, m, K = hprev.shape[0], W.shape[0], V.shape[0]
-    decay = hyper[H_DECAY]
-    work, partial, transposed = batch_workspace(m, K, T, B)
+    work = batch_workspace(m, K, T, B)
     grads = grad_buffers(W, K)
     touched = np.zeros(K, dtype=np.bool_)
     starts = np.empty(B, dtype=np.int64)
-    istate[I_STATUS] = OK
+    st.status = OK
     for _ in range(n_updates):
-        u, pos = istate[I_UPDATE], istate[I_POS]
+        u, pos = st.update, st.pos
         for s in range(B):
             starts[s] = s * (R_stream - 1) + pos
-        loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work, partial, transposed)
-        if not loss <= DIVERGED_NATS_PER_CHAR * T:  # NaN, infinite, or diverged (model.py)
-            istate[I_STATUS] = NONFINITE
+        loss = batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work)
+        if not loss <= DIVERGED_NATS_PER_CHAR * T:  # NaN, infinite, or diverged (rnn_core)
+            st.status = NONFINITE
             return
-        record(u, loss, params, best, loss_out, smooth_out, istate, fstate, decay)
-        _step(params, grads, S, R, istate, hyper, adam, touched)
+        record(u, loss, params, best, loss_out, smooth_out, st, hyper.decay)
+        _step(params, grads, S, R, st, hyper, adam, touched)
         _last_hidden(hprev, work, T, m)
-        istate[I_UPDATE] = u + 1
+        st.update = u + 1
         pos += T
         if pos + T + 1 > R_stream:  # fewer than T+1 characters left in each stream: next epoch
-            istate[I_EPOCH] += 1
+            st.epoch += 1
             pos = 0
             hprev[:, :] = 0.0
-        istate[I_POS] = pos
+        st.pos = pos
 
 
 def available() -> bool:
-    """True if the mini-batch kernel runs here (the batch-1 kernel does, and this one compiles:
-    about a minute the first time, cached on disk after)."""
+    """True if the mini-batch kernel runs here (the batch-1 kernel does, and this one compiles, or
+    loads from numba's disk cache)."""
     return unavailable_reason() is None
 
 
@@ -233,25 +275,24 @@ def _warm_up():
     S, R, best = (tuple(np.zeros_like(a) for a in p) for _ in range(3))
     data = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2], dtype=np.int64)
     for adam in (False, True):
-        istate, fstate = new_state()
-        run_batch_updates(p, S, R, best, data, np.zeros((B, m)), np.zeros(4), np.zeros(4), istate, fstate,
+        run_batch_updates(p, S, R, best, data, np.zeros((B, m)), np.zeros(4), np.zeros(4), new_state(),
                           hyperparameters(0.1, 1e-8, 5.0, 0.999, 0.9, 0.999), 2, T, adam, 4)
 
 
 def advance(run, data: np.ndarray, n: int, R_stream: int) -> bool:
     """n mini-batch updates of `run` (batch_size B > 1, sequential order) with the kernel, in
     place; False if a loss became NaN or infinite (the run then stands before that update).
-    R_stream: the length of each of the B streams (`schedule.stream_length`)."""
+    R_stream: the length of each of the B streams (`charrnn.training.schedule.stream_length`)."""
     c = run.config
     a = marshal(run)  # hprev (B,m)
     with one_thread():
         run_batch_updates(a["params"], a["S"], a["R"], a["best"], data, a["hprev"], run.loss, run.smooth_history,
-                          a["istate"], a["fstate"], a["hyper"], n, c.seq_length, a["adam"], R_stream)
+                          a["state"], a["hyper"], n, c.seq_length, a["adam"], R_stream)
     return unmarshal(run, a)
 
 
 def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
-    """The kernel's mini-batch loss and gradients, in the shape of `model.loss_and_grads_batch`:
+    """The kernel's mini-batch loss and gradients, in the shape of `rnn_core.loss_and_grads_batch`:
     inputs, targets int (B,T) with targets[s] = inputs[s] shifted by one (each row is read as one
     window of a text); hprev (B,m). Returns (mean loss, mean grads, h_last (B,m))."""
     names = ("U", "W", "V", "b", "c")
@@ -264,11 +305,11 @@ def kernel_loss_and_grads_batch(params: dict, inputs, targets, hprev):
     data = np.concatenate([inputs, targets[:, -1:]], axis=1).reshape(-1)  # B windows of T + 1
     starts = np.arange(B, dtype=np.int64) * (T + 1)
     grads = grad_buffers(p[1], K)
-    work, partial, transposed = batch_workspace(m, K, T, B)
+    work = batch_workspace(m, K, T, B)
     h = np.ascontiguousarray(hprev, dtype=np.float64)
     with one_thread():
         loss = batch_loss_and_grads((np.ascontiguousarray(p[0].T),) + p[1:], data, starts, T, h, grads,
-                                    np.zeros(K, dtype=np.bool_), work, partial, transposed)
+                                    np.zeros(K, dtype=np.bool_), work)
     h_last = np.empty((B, m))
     _last_hidden(h_last, work, T, m)
     g = dict(zip(names, grads))

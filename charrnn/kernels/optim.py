@@ -1,24 +1,22 @@
-"""The compiled optimiser steps of the training kernels (`kernel.py`, `kernel_batch.py`): clipping,
+"""The compiled optimiser steps of the training kernels (`single.py`, `batch.py`): clipping,
 then AdaGrad or Adam, entry by entry, in the arrays' precision (float64, or float32 in float32 runs).
 
 AdaGrad's 1/sqrt(G + eps) in float64 is a float32 estimate refined by two Newton steps in float64
-(`_rsqrt`), half the cost of a float64 square root and division, within 2 ulp of it. The steps are
-bound by the divider (square root and division), not by memory: measured on an Emerald Rapids core,
-about 0.65 ns per entry whether the arrays fit the L1 cache or not.
+(`_rsqrt`), within 2 ulp of a float64 square root and division, and off the divider that those two
+share: the steps are bound by the divider, not by memory.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from charrnn.kernels.ops import _JIT, njit
-from charrnn.kernels.state import H_BETA1, H_BETA2, H_CLIP, H_EPS, H_ETA, I_ADAM_T
 
 
 @njit(inline="always", **_JIT)
 def _rsqrt(x):
     """1/sqrt(x) for 1e-30 <= x <= 1e30: a float32 estimate (relative error below 1e-7) refined
     by two Newton steps in float64 (each squares the error: below 1e-16), within 2 ulp of
-    1/sqrt(x) in float64 and half the cost of its square root and division."""
+    1/sqrt(x) in float64, without its square root and division."""
     y = np.float64(np.float32(1.0) / np.sqrt(np.float32(x)))
     h = 0.5 * x
     y = y * (1.5 - h * y * y)
@@ -50,9 +48,8 @@ def _adagrad_exact(th, gr, gg, eta, eps, clip):
 
 # float32 only: "arcp" lets LLVM take g / sqrt(x) as g times a reciprocal square root estimate with
 # a Newton step (vrsqrt14ps on AVX-512), within about 1 float32 ulp, off the divider that the square
-# root and the division share: measured, the float32 step took about 0.68 ns an entry without it, no
-# less than float64's with `_rsqrt`, and the float32 kernel trained about 5% faster with it. (Its
-# own function: numba's cache keys a function by its code, not by its flags.)
+# root and the division share (`make bench` times the float32 kernel). (Its own function: numba's
+# cache keys a function by its code, not by its flags.)
 @njit(**dict(_JIT, fastmath={"contract", "arcp"}))
 def _adagrad_single(th, gr, gg, eta, eps, clip):
     """`_adagrad_loop` for float32 arrays, with a reciprocal square root estimate."""
@@ -103,15 +100,16 @@ def _adam(theta, grad, M, Vm, eta, beta1, beta2, eps, clip, c1, c2):
 
 
 @njit(**_JIT)
-def _step(params, grads, S, R, istate, hyper, adam, touched):
-    """The optimiser step on every parameter: AdaGrad (state S = G) or Adam (S, R the moments).
-    params, grads, S, R hold U, dU and their states transposed, (K,m), as `forward_backward` does;
-    touched (K,) marks the rows of dU^T that are not zero."""
-    eta, eps, clip = hyper[H_ETA], hyper[H_EPS], hyper[H_CLIP]
+def _step(params, grads, S, R, st, hyper, adam, touched):
+    """The optimiser step on every parameter: AdaGrad (state S = G) or Adam (S, R the moments;
+    st.adam_t counts its steps). params, grads, S, R hold U, dU and their states transposed, (K,m),
+    as `single.forward_backward` does; st: the loop state's record (`state.STATE`); hyper: a
+    `state.Hyper`; touched (K,) marks the rows of dU^T that are not zero."""
+    eta, eps, clip = hyper.eta, hyper.eps, hyper.clip
     if adam:
-        beta1, beta2 = hyper[H_BETA1], hyper[H_BETA2]
-        t = istate[I_ADAM_T] + 1
-        istate[I_ADAM_T] = t
+        beta1, beta2 = hyper.beta1, hyper.beta2
+        t = st.adam_t + 1
+        st.adam_t = t
         c1, c2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
         # every entry, also where g = 0: the moments decay
         _adam(params[0], grads[0], S[0], R[0], eta, beta1, beta2, eps, clip, c1, c2)
