@@ -200,6 +200,23 @@ def test_quick_report_executes_and_embeds_everything(rendered):
             assert (rendered / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
+def test_quick_report_html_works_offline(rendered, tmp_path):
+    """The report's own formulas are all MathML and nothing is fetched from the network; opened in
+    headless Chromium offline (where one is installed), its visible text holds no raw LaTeX."""
+    from test_html import RAW_LATEX, browser, visible_text
+
+    from charrnn.report.html import network_references
+
+    page = rendered / "executed.html"
+    text = page.read_text()
+    assert network_references(text) == [] and "MathJax" not in text
+    assert text.count("<math") >= 10 and 'class="math-tex"' not in text
+    if browser() is None:
+        pytest.skip("no Chromium installed (apt-get install chromium): the report is not opened in a browser")
+    shown = visible_text(page, tmp_path)
+    assert "Gradient check" in shown and not RAW_LATEX.findall(shown), RAW_LATEX.findall(shown)[:10]
+
+
 def test_quick_report_pdf_reads_like_a_paper(rendered):
     """From the PDF's text: numbered captions for every figure and table, each referred to; no
     notebook mechanics; every section; the title block; figures inside the pages."""
