@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
 import rnn_core as rc
-from charrnn.report.plots import known_word_fraction
+from charrnn.report.plots import known_word_fraction, sci
 
 # The course's published figures on its own corpus (quoted in the report, never computed here): the
 # reference run of the course's assignment text, and one published student report.
@@ -21,10 +22,11 @@ def gradcheck_verdict(checks: dict, tol: float, K: int, T: int = 25) -> str:
     worst = max(r["max_rel"] for table in tables[:2] for r in table.values())
     at_init = tables[2]
     return (f"**Verdict: {'pass' if worst < tol else 'FAIL'}.** The largest relative error at $\\sigma = 0.1$ "
-            f"is {worst:.1e}, against a tolerance of {tol:.0e}. At the initial scale $\\sigma = 0.01$ "
-            f"every absolute error is at most {max(r['max_abs'] for r in at_init.values()):.1e}: the rounding of a "
-            f"loss of about {T * math.log(K):.0f} divided by $2h$. The entries of dW and dV are then small, so their "
-            f"relative errors (up to {max(at_init[k]['max_rel'] for k in 'WV'):.1e}) measure that rounding, not a mistake.")
+            f"is {sci(worst)}, against a tolerance of {sci(tol, 0)}. At the initial scale $\\sigma = 0.01$ "
+            f"every absolute error is at most {sci(max(r['max_abs'] for r in at_init.values()))}: the rounding of a "
+            f"loss of about {T * math.log(K):.0f} divided by $2\\delta$. The entries of $dW$ and $dV$ are then small, "
+            f"so their relative errors (up to {sci(max(at_init[k]['max_rel'] for k in 'WV'))}) measure that rounding, "
+            "not a mistake.")
 
 
 def milestones(run, updates=(0, 1_000, 10_000, 30_000, 100_000)) -> tuple[list, list]:
@@ -32,6 +34,53 @@ def milestones(run, updates=(0, 1_000, 10_000, 30_000, 100_000)) -> tuple[list, 
     S = run.smooth_losses
     at = [u for u in updates if u < len(S)] + [len(S) - 1]
     return (["update"] + [f"{u:,}" for u in at[:-1]] + ["final"], [["smooth loss"] + [f"{S[u]:.2f}" for u in at]])
+
+
+SPEAKER_LINE = re.compile(r"^[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*){0,2}\.$", re.M)  # "King." or "First Lord." alone on a line
+WORD = re.compile(r"[A-Za-z]+")
+
+
+def text_traits(text: str, vocab_words: set) -> dict:
+    """What a reader sees in a text, counted: the share of spaces, the mean length of its words (runs of
+    letters), the share of them that are words of the corpus, speaker-name lines, and line breaks."""
+    words = WORD.findall(text)
+    n = max(len(text), 1)
+    return {"spaces": text.count(" ") / n,
+            "word length": float(np.mean([len(w) for w in words])) if words else 0.0,
+            "known words": sum(w in vocab_words for w in words) / len(words) if words else 0.0,
+            "speaker lines": len(SPEAKER_LINE.findall(text)),
+            "line breaks per 100": 100 * text.count("\n") / n}
+
+
+def sample_reading(samples: list, corpus_text: str) -> tuple[list, list]:
+    """(header, rows): the traits of each sample of a run (its update and smooth loss first), and of the
+    corpus itself, scaled to the samples' length, as the last row."""
+    vocab = set(WORD.findall(corpus_text))
+    header = ["update", "smooth loss", "spaces", "word length", "known words", "speaker lines", "line breaks / 100"]
+    rows = []
+    for s in samples:
+        t = text_traits(s["text"], vocab)
+        rows.append([f"{s['update']:,}", f"{s['smooth_loss']:.2f}", f"{t['spaces']:.0%}", f"{t['word length']:.1f}",
+                     f"{t['known words']:.0%}", f"{t['speaker lines']}", f"{t['line breaks per 100']:.1f}"])
+    t = text_traits(corpus_text, vocab)
+    per = len(samples[0]["text"]) / max(len(corpus_text), 1)  # speaker lines in a stretch as long as a sample
+    rows.append(["the corpus", "", f"{t['spaces']:.0%}", f"{t['word length']:.1f}", "100%",
+                 f"{t['speaker lines'] * per:.1f}", f"{t['line breaks per 100']:.1f}"])
+    return header, rows
+
+
+def sample_reading_summary(samples: list, corpus_text: str) -> str:
+    """One sentence on how the samples change, read off `text_traits` of the first and last sample."""
+    vocab = set(WORD.findall(corpus_text))
+    first, last = (text_traits(samples[i]["text"], vocab) for i in (0, -1))
+    corpus = text_traits(corpus_text, vocab)
+    speakers = [s["update"] for s in samples if SPEAKER_LINE.search(s["text"])]
+    when = (f"a line holding only a speaker's name first appears at update {speakers[0]:,}" if speakers
+            else "no sample holds a line with only a speaker's name")
+    return (f"At update {samples[0]['update']:,} spaces make {first['spaces']:.0%} of the characters and "
+            f"{first['known words']:.0%} of the letter runs are words of the corpus; at update {samples[-1]['update']:,} "
+            f"{last['spaces']:.0%} and {last['known words']:.0%}, with words of {last['word length']:.1f} letters "
+            f"on average against the corpus's {corpus['word length']:.1f} and {corpus['spaces']:.0%} spaces; {when}.")
 
 
 def main_run_summary(run) -> str:
@@ -82,8 +131,8 @@ def forms_table(params: dict, X, Y, h0, forms: dict) -> tuple[list, list, float]
     """(header, rows, loss) comparing each form's loss and gradients (`forms`: {label: (loss, grads, h)})
     with rnn_core's vectorised form's, as relative differences in norm."""
     loss_v, g_v, _ = rc.loss_and_grads(params, X, Y, h0)
-    rows = [[name, f"{abs(loss - loss_v) / loss_v:.1e}"]
-            + [f"{np.linalg.norm(g[k] - g_v[k]) / np.linalg.norm(g_v[k]):.1e}" for k in rc.PARAM_NAMES]
+    rows = [[name, sci(abs(loss - loss_v) / loss_v)]
+            + [sci(np.linalg.norm(g[k] - g_v[k]) / np.linalg.norm(g_v[k])) for k in rc.PARAM_NAMES]
             for name, (loss, g, _) in forms.items()]
     return ["form", "loss"] + [f"d{k}" for k in rc.PARAM_NAMES], rows, loss_v
 

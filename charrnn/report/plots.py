@@ -1,6 +1,7 @@
 """Figures and text layout for the report. Every function takes what it shows as arguments."""
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -121,9 +122,17 @@ def gradcheck_table(checks: dict):
     one column per gradient with its maximum relative error, then the largest absolute error."""
     names = list(next(iter(checks.values())))
     header = ["check"] + [f"d{n}" for n in names] + ["max abs. error"]
-    rows = [[label] + [f"{table[n]['max_rel']:.1e}" for n in names]
-            + [f"{max(table[n]['max_abs'] for n in names):.1e}"] for label, table in checks.items()]
+    rows = [[label] + [sci(table[n]["max_rel"]) for n in names]
+            + [sci(max(table[n]["max_abs"] for n in names))] for label, table in checks.items()]
     return header, rows
+
+
+def sci(x: float, digits: int = 1) -> str:
+    """A small or large number as Markdown math, 6.8e-09 as $6.8 \\times 10^{-9}$ (0 as $0$)."""
+    if x == 0 or not math.isfinite(x):
+        return f"${x:g}$"
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    return f"${mantissa} \\times 10^{{{int(exponent)}}}$"
 
 
 def describe_vocab(chars) -> str:
