@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on a corpus; prints the final and the lowest smooth loss.")
     t.add_argument("--data", default=str(DEFAULT_CORPUS),
                    help="UTF-8 text file to train on (default: the Shakespeare corpus of `make data`)")
-    t.add_argument("--out", default="runs/model.npz", help="checkpoint file to write (default: %(default)s)")
+    t.add_argument("--out", default="runs/model.npz",
+                   help="checkpoint file to write; a symbolic link is followed: the checkpoint is read and written "
+                        "at its target, the link stays (default: %(default)s)")
     t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     t.add_argument("--force", action="store_true", help="overwrite an existing --out instead of refusing")
     t.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes through the corpus (default: %(default)s)")
@@ -176,6 +178,8 @@ def check_out_path(out: Path, data) -> None:
 
 def cmd_train(a) -> int:
     out = Path(a.out)
+    if out.is_symlink():  # written through to the target (the link stays a link), as --help says
+        out = Path(os.path.realpath(out))
     eval_every = a.eval_every if a.eval_every is not None else (10_000 if a.holdout else 0)
     config = Config(m=a.m, eta=a.eta, seq_length=a.seq_length, epochs=a.epochs,
                     max_updates=a.max_updates, seed=a.seed, backend=a.backend, dtype=a.dtype,

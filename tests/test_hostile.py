@@ -629,3 +629,149 @@ def test_kneser_ney_on_a_huge_corpus_is_refused_up_front(monkeypatch):
     with pytest.raises(rc.RNNError, match=r"order 7 on 400,000 characters needs about [\d.]+ GiB"):
         study.KneserNey(text, "".join(sorted(set(text))), max_order=7)
     assert time.time() - t0 < 10
+
+
+# ----------------------------------------------------------------------------- issue 18: `make report` and the Makefile
+MAKE = os.environ.get("MAKE") or "make"  # MAKE=/path/to/gnu-make where `make` is not GNU make
+
+
+def make(*args, timeout=120, **extra):
+    return subprocess.run([MAKE, "-s", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **extra))
+
+
+def _report_cases(d):
+    (d / "bin.dat").write_bytes(b"\x00\x01\x02" * 100)
+    (d / "one.txt").write_text("a" * 500)
+    (d / "afile").write_text("")
+    os.symlink(d / "loop1", d / "loop2")
+    os.symlink(d / "loop2", d / "loop1")
+    return [
+        (["QUICK=yes"], {}, "QUICK='yes' must be 0 or 1"),
+        (["EPOCHS=abc"], {}, "RNN_EPOCHS='abc' is not a whole number"),
+        (["OUT=x.npz"], {}, "OUT is for train and sample"),
+        ([f"DATA={d}/missing.txt"], {}, "corpus not found"),
+        ([f"DATA={d}/bin.dat"], {}, "binary"),
+        ([f"DATA={d}/one.txt"], {}, "single character"),
+        ([f"RUNS={d}/afile"], {}, "is not a directory"),
+        ([f"RUNS={d}/loop1"], {}, "Too many levels of symbolic links"),
+        ([], {"RNN_FIGURES": f"{d}/afile"}, "RNN_FIGURES="),
+        ([], {"RNN_EPOCHS": "abc"}, "RNN_EPOCHS='abc' is not a whole number"),
+        ([], {"RNN_WORKERS": "0"}, "RNN_WORKERS=0 must be at least 1"),
+        ([], {"RNN_SEEDS": "0"}, "RNN_SEEDS=0 must be at least 2"),
+        ([], {"RNN_SEED": "-1"}, "RNN_SEED=-1 must be at least 0"),
+    ]
+
+
+def test_make_report_refuses_bad_parameters_in_one_line_before_anything_runs(tmp_path):
+    """Weak spots: every parameter of `make report` is checked first; one line `report: error: ...`, exit 2
+    (the last line is make's own `*** [report] Error 2`), and no nbconvert, no training."""
+    cases = _report_cases(tmp_path)
+
+    def one(case):
+        args, extra, fragment = case
+        return case, make("report", f"RUNS={tmp_path}/runs", *args, **extra) if not any(
+            a.startswith("RUNS=") for a in args) else make("report", *args, **extra)
+
+    with cf.ThreadPoolExecutor(3) as pool:
+        for (args, extra, fragment), proc in pool.map(one, cases):
+            lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("make: ***")]
+            assert proc.returncode == 2, (args, extra, proc.stderr)
+            assert len(lines) == 1 and lines[0].startswith("report: error: ") and fragment in lines[0], (
+                args, extra, proc.stderr)
+            assert "executing" not in proc.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_make_quotes_paths_with_spaces_and_quotes(tmp_path):
+    """Bug 4: DATA, OUT and RUNS with a space or a ' reached the shell unquoted."""
+    d = tmp_path / "it's a dir"
+    d.mkdir()
+    (d / "my corpus.txt").write_text(TEXT * 3)
+    out = d / "o'ut dir" / "m 1.npz"
+    proc = make("train", f"DATA={d}/my corpus.txt", f"OUT={out}", "EPOCHS=1", timeout=300)
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    # the report takes DATA and RUNS whole (the first refusal after them is the one asked for)
+    proc = make("report", f"DATA={d}/my corpus.txt", f"RUNS={d}/r'uns x", RNN_SEEDS="1")
+    assert proc.returncode == 2 and "RNN_SEEDS=1 must be at least 2" in proc.stderr, proc.stderr
+
+
+def _report_processes(marker: str) -> list:
+    """Processes whose environment holds marker (the report's RNN_RUNS): make's, nbconvert's, the kernel's, the workers'."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
+def test_a_signal_to_make_report_stops_every_process_of_the_report(tmp_path, signum):
+    """Bug 1: SIGTERM to `make report` left nbconvert, its kernel and the workers training with parent 1."""
+    runs = tmp_path / "runs-sigterm"
+    mk = subprocess.Popen([MAKE, "report", "QUICK=1", f"RUNS={runs}"], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(20)
+        assert mk.poll() is None, mk.communicate()
+        assert _report_processes(f"RNN_RUNS={runs}"), "the report was not running"
+        mk.send_signal(signum)
+        out, err = mk.communicate(timeout=20)
+        time.sleep(10)
+        assert _report_processes(f"RNN_RUNS={runs}") == []
+        assert "executed" not in err and f"{signal.Signals(signum).name} received: stopped" in err, err
+    finally:
+        if mk.poll() is None:
+            os.killpg(mk.pid, signal.SIGKILL)
+
+
+def test_the_excerpt_cell_takes_a_short_corpus_or_one_without_newlines():
+    """Bug 5: the excerpt cell's text.index("\\n", 1000) raised ValueError on a short corpus."""
+    nb = json.loads((ROOT / "assignment4.ipynb").read_text())
+    source = next("".join(c["source"]) for c in nb["cells"]
+                  if c["cell_type"] == "code" and "psg-excerpt" in "".join(c["source"]))
+    lines = [ln for ln in source.splitlines() if ln.startswith(("start", "stop"))]
+    from charrnn import report
+    for text in [TEXT[:200], ("no newline here " * 240)[:3800], TEXT * 10]:
+        scope = {"corpus": training.corpus_from_text(text), "report": report}
+        exec("\n".join(lines), scope)
+        assert 0 <= scope["start"] < scope["stop"] <= len(text)
+        assert "\n" not in text[scope["stop"] - 1:scope["stop"]]
+
+
+def test_nbconvert_failure_is_one_line():
+    from charrnn.report.parameters import last_error
+    log = ("[NbConvertApp] Converting notebook assignment4.ipynb to notebook\nTraceback (most recent call last):\n"
+           '  File "x", line 8\nnbclient.exceptions.CellExecutionError: An error occurred while executing the '
+           "following cell:\n------------------\ncorpus = 1\n------------------\n\n\x1b[0;31m------\x1b[0m\n"
+           "\x1b[0;31mRNNError\x1b[0m                                  Traceback (most recent call last)\n"
+           "Cell \x1b[0;32mIn[2], line 12\x1b[0m\n\x1b[0;31mRNNError\x1b[0m: corpus too short\n\n")
+    assert last_error(log) == "RNNError: corpus too short"
+
+
+def test_train_out_a_symlink_writes_through_to_the_target(tmp_path, corpus_file):
+    target = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(corpus_file), "--out", str(link), *TINY,
+           "--max-updates", "5", "--backend", "numpy"]
+    os.symlink(target, link)  # dangling: the first run writes the target
+    for extra in ([], ["--resume", "--max-updates", "9"]):
+        proc = subprocess.run(cmd + extra, capture_output=True, text=True, env=env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert link.is_symlink() and target.is_file()
+    assert training.load_checkpoint(target).update == 9
+
+
+def test_python_m_charrnn_runs_from_another_directory(tmp_path):
+    """The project is installed into the venv (editable, or a .pth file): no PYTHONPATH, another cwd."""
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    python = str(venv_python) if venv_python.exists() else sys.executable
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([python, "-m", "charrnn", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          env=clean, timeout=60)
+    assert proc.returncode == 0 and "train" in proc.stdout, proc.stderr

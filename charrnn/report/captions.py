@@ -114,3 +114,22 @@ def show_passage(parts, label: str, caption: str):
     display(Markdown(_caption_markdown(label, caption)), metadata={"report": {"kind": "caption", "label": label}})
     display({"text/html": body, "text/plain": "\n".join(t for _, t in parts)},
             metadata=_report_meta(label, caption, "passage", parts=[[h, t] for h, t in parts]), raw=True)
+
+
+def excerpt_bounds(text: str, after: int = 1000, length: int = 420) -> tuple:
+    """(start, stop) of an excerpt of `text` for show_passage: whole lines of at most `length` characters
+    from the first line start after character `after`. A shorter text, or one without newlines,
+    gives what it has: the excerpt starts at a line start (or at 0) and ends at a newline, a space
+    or the end of the text, so it is never empty for a non-empty text."""
+    n = len(text)
+    i = text.find("\n", after, max(after, n - 1))
+    start = i + 1 if i >= 0 else text.rfind("\n", 0, max(0, n - length)) + 1
+    end = min(n, start + length)
+    j = text.rfind("\n", start, end)
+    if j > start and end < n:
+        stop = start + len(text[start:j].rstrip("\n"))
+    elif end < n and text.rfind(" ", start, end) > start:
+        stop = text.rfind(" ", start, end)
+    else:
+        stop = start + len(text[start:end].rstrip("\n"))
+    return start, stop if stop > start else end

@@ -84,13 +84,21 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=float, default=15.0, help="seconds between two lines")
     ap.add_argument("--parent", type=int, default=None, help="stop when this process is gone")
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `make report` stops it when nbconvert is done
+    # `make report` says how nbconvert ended: SIGUSR1 executed, SIGUSR2 failed; SIGTERM or SIGHUP (to make's
+    # whole process group, e.g. from `timeout`) stopped. Ctrl-C is left to `make report`, which then says.
+    outcome = ["stopped"]  # the parent gone without a word
+    for signum, word in ((signal.SIGUSR1, "executed"), (signal.SIGUSR2, "failed"), (signal.SIGTERM, "stopped"),
+                         (signal.SIGHUP, "stopped")):
+        signal.signal(signum, lambda *_, word=word: (outcome.__setitem__(0, word), sys.exit(0)))
+    if args.parent:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     start, printed = time.time(), []
     try:
         _watch(Path(args.runs), start, args, printed)
     finally:
         if printed:  # something was trained: say when the notebook is done
-            print(f"report: notebook executed after {(time.time() - start) / 60:.1f} min", file=sys.stderr, flush=True)
+            print(f"report: notebook {outcome[0]} after {(time.time() - start) / 60:.1f} min", file=sys.stderr,
+                  flush=True)
     return 0
 
 
