@@ -35,11 +35,12 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block html_head_js_mathjax -%}
 <style type="text/css">
-math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", math; font-size: 1.1em; }
+math { font-family: "STIX Two Math", "Latin Modern Math", "Cambria Math", "DejaVu Math TeX Gyre", math; font-size: 1.1em; }
 math[display="block"] { display: block math; margin: 0.6em 0; overflow-x: auto; overflow-y: hidden; }
 mtd[columnalign="right"] { text-align: right; }
 mtd[columnalign="left"] { text-align: left; }
-mtd { padding: 0.1em 0; }
+mtd { padding: 0.2em 0; }
+math[display="block"] mtd { math-style: normal; }  /* aligned is in display style, as in LaTeX */
 code.math-tex { white-space: pre-wrap; }
 </style>
 {%- endblock html_head_js_mathjax -%}
