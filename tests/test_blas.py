@@ -1,4 +1,4 @@
-"""The kernels' matrix product (`charrnn/blas.py`): OpenBLAS bound by symbol, or the compiled stand-in,
+"""The kernels' matrix product (`charrnn/kernels/blas.py`): OpenBLAS bound by symbol, or the compiled stand-in,
 each against numpy's own product; the stand-in is called through its C entry point, as the kernels
 would call it where no OpenBLAS is found.
 

@@ -1,9 +1,9 @@
 """The fused batch-1 numba kernel against the numpy reference; determinism, threads, resuming; and
 the fallback when numba is unavailable (that test runs everywhere, numba or not).
 
-Tolerances, from measurements on the project's machine (`kernel.py`, "Precision"): one loss or
-gradient agrees with the numpy form to about 1e-15 relative in norm at sig <= 0.1, so 1e-12
-leaves three orders of magnitude for other machines' rounding, except where the network itself
+Tolerances, from measurements on the project's machine (charrnn/kernels/single.py, "Precision"):
+one loss or gradient agrees with the numpy form to about 1e-15 relative in norm at sig <= 0.1, so
+1e-12 leaves three orders of magnitude for other machines' rounding, except where the network itself
 amplifies rounding (each case says so).
 """
 import os
@@ -203,11 +203,11 @@ def test_the_numba_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
         shutil.copy(ROOT / "charrnn" / "kernels" / name, here / name)
     cache = here / "__pycache__"
     cache.mkdir()
-    old = cache / "kernel.run_updates-1.py311.nbi"
+    old = cache / "single.run_updates-1.py311.nbi"
     old.write_text("stale")
     kernel_ops._drop_stale_cache(str(here))  # no digest yet: cleared
     assert not old.exists() and (cache / "kernels.sha256").exists()
-    kept = cache / "kernel.run_updates-2.py311.nbc"
+    kept = cache / "single.run_updates-2.py311.nbc"
     kept.write_text("fresh")
     kernel_ops._drop_stale_cache(str(here))  # same sources: kept
     assert kept.exists()

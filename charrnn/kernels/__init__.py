@@ -8,7 +8,7 @@ The rest of the package reaches the kernels through the names below only. Module
     vecmath    tanh, exp and the softmax with its loss, vectorised and deterministic
     ops        numba and its settings, the kernels' disk cache, the recurrent products
     blas       OpenBLAS's gemm bound for numba (a compiled stand-in where there is none)
-    state      the kernels' named state slots, and a run moved in and out of them
+    state      the loop state (a numba record), the hyperparameters (a namedtuple), a run moved in and out
 numba is optional: without it `importable()` is False and training uses rnn_core's numpy forms.
 """
 from __future__ import annotations

@@ -164,8 +164,9 @@ def batch_loss_and_grads(params, data, starts, T, hprev, grads, touched, work):
     sums are added in group order. The last hidden states are in the work, read by `_last_hidden`."""
     UT, W, V, b, c = params
     B = starts.shape[0]
-    # named before the parallel loop: in it, numba 0.68 lost the stores of `work.losses[g] = ...`
-    # (the losses read back unset), while stores through a name are kept
+    # named before the parallel loop: in a prange body numba drops stores into a namedtuple's array
+    # field (`work.losses[g] = ...` left the losses unset; numba issue 7135), while stores through a
+    # name, or in a function called from the body (group_work, group_grads), are kept
     WT, VT, losses = work.WT, work.VT, work.losses
     _transpose(WT, W)
     _transpose(VT, V)

@@ -1,13 +1,12 @@
-"""The compiled held-out evaluation: `heldout.block_log_probs` (every held-out block read side by side
-from one state, forward only) in one numba call.
+"""The compiled held-out evaluation: `charrnn.training.heldout.numpy_block_log_probs` (every held-out
+block read side by side from one state, forward only) in one numba call.
 
-Letters: n blocks of L characters, m hidden units, K characters. A run is evaluated about ten times
-per comparison run and every few thousand updates of the converged run; the numpy form takes about
-0.28 s for the report's 28 blocks of 2,000 characters (most of it in the (n(L-1), K) output array
-and its exp, which no cache holds), this one a fraction of that: the recurrence is a BLAS product of
+Letters: n blocks of L characters, m hidden units, K characters. The recurrence is a BLAS product of
 the n states per step, and the output layer, its exp and the log-probabilities go CHUNK steps at a
-time through arrays that stay in the cache. Same numbers as the numpy form to about 1e-15 relative
-(tests/test_evidence.py holds them to 1e-12).
+time through arrays that stay in the cache (the numpy form builds the whole (n(L-1), K) output
+array and its exp). Rows of the chunk's arrays are ordered by step, then block: row t*n + s is
+step t of block s. Same numbers as the numpy form to about 1e-15 relative (tests/test_evidence.py
+holds them to 1e-12).
 """
 from __future__ import annotations
 
@@ -54,16 +53,19 @@ def _log_probs(UT, W, V, b, c, blocks, h0, out):
         for r in range(rows):
             Pc[r, :] = c
         gemm(Pc, H[:rows], VT, False, False)
-        for r in range(rows):  # shift each row by its maximum; keep the target's shifted logit
-            _shift_by_max(Pc[r])
-            target[r] = Pc[r, blocks[r % n, t0 + r // n + 1]]
+        for t in range(steps):  # shift each row by its maximum; keep the target's shifted logit
+            for s in range(n):
+                r = t * n + s
+                _shift_by_max(Pc[r])
+                target[r] = Pc[r, blocks[s, t0 + t + 1]]
         _exp(Pc.reshape(rows * K), q, kbits)
-        for r in range(rows):
-            o = Pc[r]
-            total = 0.0
-            for k in range(K):
-                total += o[k]
-            out[r % n, t0 + r // n] = target[r] - np.log(total)
+        for t in range(steps):
+            for s in range(n):
+                o = Pc[t * n + s]
+                total = 0.0
+                for k in range(K):
+                    total += o[k]
+                out[s, t0 + t] = target[t * n + s] - np.log(total)
 
 
 def available() -> bool:
@@ -72,17 +74,20 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str | None:
+    """None if this evaluation runs here, else why not."""
     return ops.compile_status("held-out evaluation", _warm_up)
 
 
 def _warm_up():
+    """Compile (or load from numba's cache) with the argument types the evaluation uses."""
     rng = np.random.default_rng(0)
     p = {k: rng.standard_normal(s) for k, s in (("U", (2, 3)), ("W", (2, 2)), ("V", (3, 2)), ("b", (2,)), ("c", (3,)))}
     block_log_probs(p, np.array([[0, 1, 2], [2, 1, 0]], dtype=np.int64), np.zeros(2))
 
 
 def block_log_probs(params: dict, blocks: np.ndarray, h0) -> np.ndarray:
-    """The compiled `heldout.block_log_probs`: (n, L - 1) natural log-probabilities, h0 (m,)."""
+    """(n, L - 1) natural log-probabilities of blocks (n, L) read from h0 (m,), as
+    `charrnn.training.heldout.numpy_block_log_probs`."""
     blocks = np.ascontiguousarray(blocks, dtype=np.int64)
     n, L = blocks.shape
     out = np.empty((n, L - 1))

@@ -1,7 +1,7 @@
-"""The compiled building blocks of the training kernels (`kernel.py`, `kernel_batch.py`): numba and
+"""The compiled building blocks of the kernels (`single.py`, `batch.py`, `evaluate.py`): numba and
 its settings, the kernels' cache, and the step-by-step recurrent products (tanh, exp and the
-softmax are in `kernel_math.py`). float64, and float32 where the kernel runs in float32 (numba
-compiles each for the arrays it is given).
+softmax are in `vecmath.py`, the optimiser steps in `optim.py`). float64, and float32 where the
+kernel runs in float32 (numba compiles each for the arrays it is given).
 
 How they are fast (m = 100, T = 25, K = 76; `make bench` has the numbers):
 - The recurrent products go one step at a time and are register blocked, reading rows in the
@@ -13,9 +13,9 @@ How they are fast (m = 100, T = 25, K = 76; `make bench` has the numbers):
 - Deterministic: the code is compiled with fastmath limited to fusing a*b + c into one FMA
   ("contract"), plus reassociation inside the dot products of `_matvec` only, where LLVM sums in
   vector lanes, and a reciprocal square root estimate ("arcp") in float32 AdaGrad only
-  (`kernel_optim._adagrad_single`). Either way the order of every sum is fixed when the kernel is compiled, so runs
-  repeat bit for bit; another machine (vector width, FMA) or another LLVM may round the last bits
-  differently. On CPUs with AVX-512 the vectors are 512 bits wide (`_allow_wide_vectors`).
+  (`optim._adagrad_single`). Either way the order of every sum is fixed when the kernel is
+  compiled, so runs repeat bit for bit (tests/test_golden.py pins them); another machine (vector
+  width, FMA) or another LLVM may round the last bits differently. On CPUs with AVX-512 the vectors are 512 bits wide (`_allow_wide_vectors`).
 
 numba is optional: without it (or with RNN_DISABLE_NUMBA=1) `numba` is None, `ERROR` says why,
 and `njit` leaves functions as they are (nothing here is then called).
@@ -47,8 +47,8 @@ except Exception as exc:  # noqa: BLE001 - any failure means: no kernel
 
 def _allow_wide_vectors():
     """On a CPU with AVX-512, let LLVM use 512-bit vectors (its default there is 256: the
-    "prefer-256-bit" tuning). The kernels' products then run 8 float64 lanes wide: measured on an
-    Emerald Rapids core, the batch-1 kernel trains about 10% faster. Effective only if nothing in
+    "prefer-256-bit" tuning). The kernels' products then run 8 float64 lanes wide (`make bench`
+    times the kernels; RNN_VECTOR_BITS=256 runs them 4 wide to compare). Effective only if nothing in
     this process has compiled with numba yet and the user has not set NUMBA_CPU_FEATURES or
     NUMBA_CPU_NAME; RNN_VECTOR_BITS=256 keeps LLVM's default. It applies to every numba function
     of the process (only the vector width changes)."""
@@ -235,8 +235,7 @@ def _matvec(y, A, x, reverse):
 @njit(**_JIT)
 def _transpose(dst, src):
     """dst (N,M) = src (M,N)^T, one row of dst at a time: contiguous stores, strided loads that
-    LLVM gathers (measured at 76 x 100: 2.3 us, against 4.2-5.8 us for the loops that store across
-    rows of dst)."""
+    LLVM gathers (rather than loops that store across the rows of dst)."""
     M, N = src.shape
     for j in range(N):
         d = dst[j]

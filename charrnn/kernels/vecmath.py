@@ -1,5 +1,5 @@
-"""tanh, exp and the softmax with its loss for the training kernels (`kernel.py`, `kernel_batch.py`,
-`kernel_eval.py`), in float64 and, where the kernel runs in float32, in float32 (numba compiles each
+"""tanh, exp and the softmax with its loss for the kernels (`single.py`, `batch.py`, `evaluate.py`),
+in float64 and, where the kernel runs in float32, in float32 (numba compiles each
 for the arrays it is given; `ops.py` has the products and the compilation settings).
 
 tanh and exp are vectorisable code (`_tanh`, `_exp`): x = k ln2 + r with |r| <= ln2/2, a Taylor
@@ -131,8 +131,8 @@ def _tanh(a, z, q, kbits):
     """a (n,) = tanh(a) in place: with e = e^{-2|a|} - 1 (no cancellation near 0),
     tanh|a| = -e / (2 + e). |a| > 20 gives +-1 as in libm. z, q, kbits are workspaces of a's
     precision (z, q of a's type, kbits int64 or int32); where they have room, n is padded with zeros
-    to a multiple of 8 (float64) or 16 (float32), so that the polynomial runs in whole vectors (a
-    scalar tail of 4 at m = 100 cost a quarter of the time; each entry's result is the same either way)."""
+    to a multiple of 8 (float64) or 16 (float32), so that the polynomial runs in whole vectors
+    rather than ending in a scalar tail (each entry's result is the same either way)."""
     n = a.shape[0]
     f = a.dtype.type
     one, two, top = f(1.0), f(2.0), f(20.0)
