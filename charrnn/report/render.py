@@ -3,12 +3,13 @@ text and outputs as pandoc Markdown, pandoc's typst writer (pypandoc-binary) wit
 (report_template.typ), and the typst compiler (the `typst` package, its own fonts only). The HTML is
 one file that works offline, its formulas MathML (charrnn.report.html).
 
-    python -m charrnn.render report/assignment4.ipynb     # writes report/assignment4.html and .pdf
+    python -m charrnn.report.render report/assignment4.ipynb    # writes report/assignment4.html and .pdf
 
 The code cells are left out of the PDF, and so are cells tagged "html-only" (text for notebook
-users) and "title" (the template prints the title block). The title, authors and course are set in
-one place, the notebook's metadata; the rendered HTML's title cell is written from it too.
-Figures, tables and passages shown with `charrnn.captions` become captioned figures, tables and
+users) and "title" (the template prints the title block). Cells tagged "summary" move to just after
+the title. The title, authors and course are set in one place, the notebook's metadata; the rendered
+HTML's title cell is written from it too. Figures, tables and passages shown with
+`charrnn.report.captions` become captioned figures, tables and
 framed passages; references to them ("[Figure](#fig-...)") are resolved first.
 """
 from __future__ import annotations
@@ -235,6 +236,17 @@ def caption_positions(typ: Path) -> list:
                                   ignore_system_fonts=True))
 
 
+def summary_first(nb) -> None:
+    """Move the cells tagged "summary" (computed at the end of the notebook, once every number is
+    known) to just after the title cell, so that the report opens with them."""
+    summary = [c for c in nb.cells if "summary" in c.metadata.get("tags", [])]
+    if not summary:
+        return
+    rest = [c for c in nb.cells if "summary" not in c.metadata.get("tags", [])]
+    at = next((i + 1 for i, c in enumerate(rest) if "title" in c.metadata.get("tags", [])), 0)
+    nb.cells = rest[:at] + summary + rest[at:]
+
+
 def render(executed: Path, html: bool = True, pdf: bool = True) -> None:
     """Resolve references and date the executed notebook (in place), then write .html and .pdf beside it."""
     executed = Path(executed)
@@ -243,6 +255,7 @@ def render(executed: Path, html: bool = True, pdf: bool = True) -> None:
     for cell in nb.cells:  # the title, authors and course are set in one place: the metadata
         if "title" in cell.metadata.get("tags", []):
             cell.source = title_markdown(nb)
+    summary_first(nb)
     resolve_references(nb)
     nbformat.write(nb, executed)
     out_dir, stem = executed.parent, executed.stem
