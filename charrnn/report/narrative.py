@@ -142,3 +142,28 @@ def speed_rows(speed: list) -> list:
     base_rate = speed[0][4]
     return [[label, f"{u:,}", f"{dt:.2f}", f"{rate:,.0f}", f"{rate * 25 * B:,.0f}", f"{rate / base_rate:.1f}×"]
             for label, B, u, dt, rate in speed]
+
+
+def summary(corpus_name: str, n_chars: int, K: int, checks: dict, tol: float, main, long, text_1000: str,
+            corpus_text: str, part2: str = "") -> str:
+    """The report's opening summary: what was done, the gradient check's verdict, the losses reached,
+    where each item of the assignment stands, and Part II's findings in `part2` (Markdown, optional)."""
+    worst = max(r["max_rel"] for table in list(checks.values())[:2] for r in table.values())
+    c = main.config
+    known = known_word_fraction(text_1000, corpus_text)
+    return f"""A vanilla recurrent network with $m = {c.m}$ hidden units learns to write `{corpus_name}`
+({n_chars:,} characters, $K = {K}$ distinct ones) one character at a time, trained by backpropagation
+through time over sequences of $T = {c.seq_length}$ characters and AdaGrad ($\\eta = {c.eta:g}$, gradients clipped to
+$[-{c.clip:g}, {c.clip:g}]$).
+
+- **Gradients.** BPTT's gradients agree with centred finite differences: the largest relative error is
+  {sci(worst)}, against a tolerance of {sci(tol, 0)} ([Table](#tbl-gradcheck)): **{'pass' if worst < tol else 'FAIL'}**.
+- **Training.** The smooth loss falls from {main.smooth_losses[0]:.2f} to {main.smooth_loss:.2f} over the {main.update:,}
+  updates ({main.update / main.updates_per_epoch:.0f} epochs) of the main run ([Figure](#fig-main-loss)); samples drawn every
+  10,000 updates turn from random characters into words and verse lines ([Passage](#psg-samples),
+  [Table](#tbl-sample-traits)).
+- **Best model.** Trained for {long.update / long.updates_per_epoch:.0f} epochs, the lowest smooth loss is {long.best_smooth:.2f}
+  ({long.best_smooth / c.seq_length / math.log(2):.2f} bits per character) at update {long.best_update:,}
+  ([Figure](#fig-long-loss)); {known:.0%} of the words of its 1000-character passage are words of the corpus
+  ([Passage](#psg-best-1000)).
+{part2}"""
