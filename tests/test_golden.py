@@ -1,11 +1,11 @@
 """Golden numbers: a fixed short run of each backend must reproduce the stored numbers exactly.
 
-Cached runs in runs/ are keyed by NUMERICS_VERSION (charrnn/runcache.py): a change that alters the
+Cached runs in runs/ are keyed by NUMERICS_VERSION (charrnn/study/cache.py): a change that alters the
 numbers a run produces (the order of a sum, a fused operation, an optimiser detail) must bump it,
 or runs trained by older code are served as if the new code had made them. This test ties the two:
 it fails whenever the numbers move while NUMERICS_VERSION stays. After a deliberate change:
 
-    bump NUMERICS_VERSION in charrnn/runcache.py, then
+    bump NUMERICS_VERSION in charrnn/study/cache.py, then
     .venv/bin/python tests/test_golden.py --renew      (rewrites tests/golden.json)
 
 Exact comparison (to the last bit of a float64 printed with repr): runs are deterministic on one
@@ -98,7 +98,7 @@ def test_a_fixed_run_reproduces_its_golden_numbers(golden, name):
         pytest.skip("the numba kernel does not run here")
     diff = differences(name, run_case(name), golden[name])
     assert not diff, ("the numbers of a fixed run changed: " + "; ".join(diff) + ". If the change is meant, "
-                      "bump NUMERICS_VERSION in charrnn/runcache.py (cached runs of the old numbers must not be "
+                      "bump NUMERICS_VERSION in charrnn/study/cache.py (cached runs of the old numbers must not be "
                       "served) and renew the golden values: `.venv/bin/python tests/test_golden.py --renew`")
 
 
