@@ -710,9 +710,11 @@ def _report_processes(marker: str) -> list:
     return found
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
-def test_a_signal_to_make_report_stops_every_process_of_the_report(tmp_path, signum):
-    """Bug 1: SIGTERM to `make report` left nbconvert, its kernel and the workers training with parent 1."""
+@pytest.mark.parametrize("signum,group", [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, True)],
+                         ids=["SIGTERM to make", "SIGINT to its group (Ctrl-C)", "SIGHUP to its group (hang-up)"])
+def test_a_signal_to_make_report_stops_every_process_of_the_report(tmp_path, signum, group):
+    """Bug 1: SIGTERM to `make report` (what `timeout` or a CI cancel sends) left nbconvert, its kernel and the
+    workers training with parent 1. Ctrl-C and a hang-up reach make's whole process group."""
     runs = tmp_path / "runs-sigterm"
     mk = subprocess.Popen([MAKE, "report", "QUICK=1", f"RUNS={runs}"], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -720,7 +722,7 @@ def test_a_signal_to_make_report_stops_every_process_of_the_report(tmp_path, sig
         time.sleep(20)
         assert mk.poll() is None, mk.communicate()
         assert _report_processes(f"RNN_RUNS={runs}"), "the report was not running"
-        mk.send_signal(signum)
+        os.killpg(mk.pid, signum) if group else mk.send_signal(signum)
         out, err = mk.communicate(timeout=20)
         time.sleep(10)
         assert _report_processes(f"RNN_RUNS={runs}") == []

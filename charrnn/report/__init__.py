@@ -8,6 +8,7 @@
     render          the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
     html            the HTML of the report, one file that works offline (formulas as MathML)
     watch           the training progress on the terminal of `make report`
+    parameters      the notebook's parameters from the environment, checked first; `make report`'s guarded nbconvert
 """
 from charrnn.report import evidence_plots, narrative
 from charrnn.report.analysis import (activations, distinct_word_ratio, pick_units, plot_activation_panels,
