@@ -1,4 +1,4 @@
-"""The held-out split, the score, verdict and stopping rules, and the RNN / n-gram mixture."""
+"""The held-out split and its validation and test halves, the scores, the stopping rule, and the RNN / n-gram mixture."""
 import math
 
 import numpy as np
@@ -99,7 +99,7 @@ def test_ngram_block_scores_cut_the_context_at_block_starts(corpus):
     assert lp[1, 0] == math.log2(kn.prob(b[0], b[1], 3))
 
 
-# ----------------------------------------------------------------------------- score and verdict
+# ----------------------------------------------------------------------------- score
 class _FakeRun:
     def __init__(self, losses_nats):
         self.val_updates = list(range(0, 100 * len(losses_nats), 100))
@@ -109,25 +109,6 @@ class _FakeRun:
 def test_run_score_is_the_mean_of_the_last_evaluations_not_the_best():
     run = _FakeRun([3.0, 1.0, 2.0, 2.0, 2.0])  # a lucky dip at the second evaluation
     assert ev.run_score(run) == pytest.approx(2.0 * ev.BITS, rel=1e-12)
-
-
-def test_verdict_inside_the_spread_is_no_difference():
-    a, b = [2.00, 2.10, 2.05], [2.04, 2.12, 2.02]  # ranges 0.10, difference of means 0.003
-    v = ev.verdict("A", a, "B", b)
-    assert v["winner"] is None and ev.NO_DIFFERENCE in v["text"]
-    assert v["noise"] == pytest.approx(0.10)
-
-
-def test_verdict_outside_the_spread_names_the_lower_loss():
-    a, b = [2.00, 2.02, 2.01], [2.20, 2.25, 2.21]  # difference 0.21 > the larger range 0.05
-    assert ev.verdict("A", a, "B", b)["winner"] == "A"
-    assert ev.verdict("B", b, "A", a)["winner"] == "A"
-
-
-def test_verdict_uses_the_larger_of_the_two_ranges():
-    tight, wide = [2.00, 2.00, 2.00], [2.05, 2.30, 2.15]  # difference 0.167 < range 0.25 of the wide one
-    assert ev.verdict("tight", tight, "wide", wide)["winner"] is None
-    assert ev.verdict("tight", tight, "wide", [x + 0.2 for x in wide])["winner"] == "tight"
 
 
 # ----------------------------------------------------------------------------- stopping rule
@@ -163,6 +144,41 @@ def test_a_log_linear_fall_never_stops_a_last_fifth_rule_but_stops_a_fixed_windo
     first = next(k for k in range(len(u)) if ev.stopped_improving(u[:k + 1], bits[:k + 1], 100_000))
     # 0.04 log2(U / (U - 100k)) < 0.01 from U = 100k / (1 - 2^-0.25) = 629k (score lag aside)
     assert 600_000 <= u[first] <= 660_000
+
+
+# ----------------------------------------------------------------------------- validation and test halves
+@pytest.mark.parametrize("n", [1, 2, 7, 28, 29])
+def test_the_halves_alternate_are_disjoint_deterministic_and_cover_every_block_once(n):
+    val, test = ev.split_halves(n)
+    assert np.intersect1d(val, test).size == 0
+    assert sorted(np.concatenate([val, test]).tolist()) == list(range(n))  # every block in exactly one half
+    assert np.all(val % 2 == 0) and np.all(test % 2 == 1)  # alternate blocks: both spread over the corpus
+    v2, t2 = ev.split_halves(n)
+    assert np.array_equal(val, v2) and np.array_equal(test, t2)
+
+
+class _ScoredRun:
+    def __init__(self, params, hprev, val_losses):
+        self.params, self.hprev = params, hprev
+        self.val_updates, self.val_losses = list(range(len(val_losses))), list(val_losses)
+
+
+def test_a_runs_half_scores_are_a_function_of_its_final_parameters_only(corpus):
+    """Two runs with the same final parameters and end state but different histories of evaluations
+    score the same; the scores are those of the final parameters on the even and odd blocks."""
+    _, held = corpus.split(0.2)
+    params = rc.init_params(corpus.vocab.K, 8, np.random.default_rng(0), 0.5)
+    h = np.tanh(np.random.default_rng(1).standard_normal(8))
+    a = ev.half_scores(_ScoredRun(params, h, [3.0, 2.0, 1.0]), held)
+    b = ev.half_scores(_ScoredRun({k: v.copy() for k, v in params.items()}, h.copy(), [9.0, 0.1]), held)
+    assert a == b
+    per_block = -heldout.block_log_probs(params, held, h).mean(axis=1) * ev.BITS
+    val, test = ev.split_halves(len(held))
+    assert a["validation"] == pytest.approx(per_block[val].mean(), rel=1e-12)
+    assert a["test"] == pytest.approx(per_block[test].mean(), rel=1e-12)
+    moved = {k: v.copy() for k, v in params.items()}
+    moved["c"][0] += 1.0  # other final parameters: other scores
+    assert ev.half_scores(_ScoredRun(moved, h, [3.0, 2.0, 1.0]), held) != a
 
 
 # ----------------------------------------------------------------------------- mixture
@@ -212,9 +228,9 @@ def test_tune_picks_the_lowest_score_and_trains_the_other_seeds_at_that_rate(cor
     assert r["eta"] == min(r["sweep"], key=r["sweep"].get)
     assert [x.config.seed for x in r["runs"]] == [3, 4] and all(x.config.eta == r["eta"] for x in r["runs"])
     assert r["scores"][0] == r["sweep"][r["eta"]]  # the first seed's run is the sweep's run
+    _, held = corpus.split(0.2)
+    assert r["test"][1] == ev.half_scores(r["runs"][1], held)["test"]  # scores of the final parameters
     assert study.budget(res)["runs"] == sum(len(v["sweep"]) + 1 for v in res.values())  # the sweeps + seed 4
-    v = study.compare(res, "reference", "m = 50")
-    assert v["winner"] in (None, "reference", "m = 50")
     run, stopped = study.converge(corpus, r["config"], tmp_path)
     assert run.update > r["config"].max_updates and run.val_updates[0] == 0
     # converging continues the first seed's run: its first evaluations are that run's
@@ -227,17 +243,17 @@ class _Configured:
 
 
 @pytest.mark.parametrize("best, tried, edge", [
-    (0.1, [0.05, 0.1, 0.2], False),           # inside the grid: no extension
-    (0.04, [0.025, 0.05, 0.1, 0.2], False),   # at the low end: one rate below it, which loses
-    (0.001, [0.0125, 0.025, 0.05, 0.1, 0.2], True),  # keeps winning at the low end: EXTEND rates, then "edge"
-    (0.5, [0.05, 0.1, 0.2, 0.4, 0.8], False),  # the high end: twice the rate, until one loses
+    (0.05, [0.025, 0.05, 0.1], False),           # inside the grid: no extension
+    (0.02, [0.0125, 0.025, 0.05, 0.1], False),   # at the low end: one rate below it, which loses
+    (0.0005, [0.00625, 0.0125, 0.025, 0.05, 0.1], True),  # keeps winning at the low end: EXTEND rates, then "edge"
+    (0.25, [0.025, 0.05, 0.1, 0.2, 0.4], False),  # the high end: twice the rate, until one loses
 ])
 def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path, best, tried, edge):
     """Scores are |log(eta / best)|: lowest at `best`; the sweep must grow towards it, one rate at a time."""
     from charrnn.study import experiments as study
 
     monkeypatch.setattr(study, "_run_or_none", lambda corpus, c, runs_dir, progress=False: _Configured(c))
-    monkeypatch.setattr(study, "run_score", lambda run: abs(np.log(run.config.eta / best)))
+    monkeypatch.setattr(study, "_score", lambda corpus, run, half="validation": abs(np.log(run.config.eta / best)))
     ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
     setting = study.settings_for(ref, updates=60, seeds=2)["reference"]
     r = study.tune(None, setting, tmp_path)

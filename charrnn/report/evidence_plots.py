@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from charrnn.report.plots import comma_ticks, millions_axis, note_above
-from charrnn.study.evidence import BITS, SCORE_EVALS, curve_bits, lowest_smooth_offsets, stretch_losses
+from charrnn.study.evidence import BITS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
 def _axes(ax, size=(6.2, 3.0)):
@@ -33,15 +33,14 @@ def _zoom(ax, values, above=0.6, note="higher values (the first evaluations) are
 
 def plot_heldout_curve(run, ax=None):
     """One run: smooth training loss and held-out loss in bits per character against updates, the
-    evaluations averaged into its score marked."""
+    final evaluation (its final parameters, on which it is scored) marked."""
     fig, ax = _axes(ax)
     s = run.smooth_losses / run.config.seq_length * BITS
     step = max(1, len(s) // 4000)
     ax.plot(np.arange(0, len(s), step), s[::step], lw=1, label="smooth training loss")
     u, bits = curve_bits(run)
     ax.plot(u, bits, "o-", lw=1.3, ms=3, label="held-out loss")
-    ax.plot(u[-SCORE_EVALS:], bits[-SCORE_EVALS:], "o", ms=7, mfc="none", color="C3",
-            label=f"the {SCORE_EVALS} evaluations averaged into the score")
+    ax.plot(u[-1:], bits[-1:], "o", ms=7, mfc="none", color="C3", label="final parameters (scored)")
     _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=None)
     if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # what the zoom leaves out, the first values included
         note_above(ax, "the first evaluations and the start of training are above the frame")
@@ -120,6 +119,44 @@ def plot_seed_scores(scores: dict, ax=None):
     ax.plot([], [], "o", color="C0", label="one seed")
     ax.plot([], [], color="C3", lw=2, label="mean")
     ax.legend(fontsize=8.5)
+    return fig
+
+
+def plot_differences(diffs: dict, ax=None):
+    """Each setting's difference from the reference (`stats.differences`: mean of its seeds minus the
+    reference's, test half) with its simultaneous interval, one row per setting; right of zero the
+    reference is better."""
+    rows = diffs["rows"][::-1]  # the first setting at the top
+    fig, ax = _axes(ax, (6.2, 0.42 * len(rows) + 1.1))
+    for i, r in enumerate(rows):
+        colour = "C3" if r["lo"] > 0 else "C2" if r["hi"] < 0 else "C0"
+        ax.plot([r["lo"], r["hi"]], [i, i], color=colour, lw=2.2, solid_capstyle="butt")
+        ax.plot(r["diff"], i, "o", color=colour, ms=6)
+        if r["method"] != "Dunnett":
+            ax.annotate(r["method"], (r["hi"], i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(0, color="0.3", lw=1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r["name"] for r in rows], fontsize=8.5)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel(f"setting minus reference, test bits per character ({diffs['level']:.0%} simultaneous intervals)",
+                  fontsize=8.5)
+    ax.plot([], [], color="C3", lw=2.2, label="reference better")
+    ax.plot([], [], color="C2", lw=2.2, label="setting better")
+    ax.plot([], [], color="C0", lw=2.2, label="no difference detected")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28 - 0.6 / len(rows)), ncol=3, frameon=False)
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def plot_saturation(points: dict, ax=None):
+    """Each seed's share of saturated hidden units against its test score ({setting: (shares, scores)})."""
+    fig, ax = _axes(ax)
+    for i, (label, (shares, scores)) in enumerate(points.items()):
+        ax.plot(np.asarray(shares) * 100, scores, "o", color=f"C{i % 10}", ms=5, alpha=0.85, label=label)
+    ax.set_xlabel("saturated hidden units (% of the units, validation blocks)")
+    ax.set_ylabel("test bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, ncol=2)
     return fig
 
 

@@ -1,11 +1,12 @@
-"""Turning runs into evidence: a run's score, seed summaries, the verdict rule, the stopping rule, the mixture.
+"""Turning runs into evidence: a run's scores on the validation and test halves, the stopping rule, the mixture.
 
 Every number here is in bits per character. The rules, stated once:
 
-- Score of a run: the mean held-out loss of its last SCORE_EVALS evaluations (its final parameters
-  and the ones shortly before), not the best evaluation, which would reward lucky timing.
-- Verdict: A beats B only when the difference of their seed means is larger than the larger of the
-  two seed ranges (max - min over the seeds); otherwise "no difference at this budget".
+- Score of a run: its final parameters' held-out loss on the validation half (for choices) and on
+  the test half (for comparisons): `half_scores`. A curve of evaluations over all blocks is
+  smoothed for the stopping rule as the mean of its last SCORE_EVALS evaluations (`score_at`).
+- Verdicts: settings are compared by their differences from the reference with simultaneous
+  intervals (`charrnn.study.stats`), not here.
 - Stopping: a run has stopped improving when its score improved by less than STOP_BITS over its
   last STOP_PASSES passes over the training text. (A window fixed in passes, not a fraction of the
   run: a score that falls by the same amount for every doubling of the updates, as AdaGrad's
@@ -13,6 +14,12 @@ Every number here is in bits per character. The rules, stated once:
   last fifth would never stop it; `fall_per_doubling` reports that trend beside the verdict.)
 - Mixture: p = lam p_rnn + (1 - lam) p_ngram, lam fitted on one half of the held-out blocks and
   scored on the other half.
+- Halves: the held-out blocks alternate between a validation half (even-numbered blocks) and a
+  test half (odd-numbered): every choice (rates, the best setting, the n-gram order, the mixture
+  weight) is made on validation, and the final table scores the chosen models once on test.
+- Matched scores: a run's validation and test scores (`half_scores`) are those of its final
+  parameters, read from the state it carries at its end: every run of a comparison has read the
+  same characters, and nothing of its earlier evaluations enters.
 """
 from __future__ import annotations
 
@@ -24,10 +31,9 @@ from charrnn.training.heldout import block_log_probs
 from charrnn.training.run import first_stream_state
 
 BITS = 1 / math.log(2)
-SCORE_EVALS = 3  # evaluations averaged into a run's score
+SCORE_EVALS = 3  # evaluations averaged into a curve's smoothed score (the stopping rule)
 STOP_BITS = 0.01  # "stopped improving": less than this over the last STOP_PASSES passes over the text
 STOP_PASSES = 5
-NO_DIFFERENCE = "no difference at this budget"
 
 
 def curve_bits(run) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +47,8 @@ def score_at(losses_bits: np.ndarray, k: int) -> float:
 
 
 def run_score(run) -> float:
-    """A run's score in bits per character: the mean of its last SCORE_EVALS held-out evaluations."""
+    """A run's smoothed curve score in bits per character: the mean of its last SCORE_EVALS held-out
+    evaluations (all blocks). Comparisons use `half_scores` instead."""
     _, bits = curve_bits(run)
     return score_at(bits, len(bits) - 1)
 
@@ -50,29 +57,6 @@ def train_bits(run, fraction: float = 0.05) -> float:
     """Training loss in bits per character: the mean loss of the last `fraction` of the updates."""
     n = max(1, int(run.update * fraction))
     return float(run.losses[-n:].mean() / run.config.seq_length * BITS)
-
-
-def summarize(scores) -> dict:
-    """Mean, range (max - min) and the scores themselves of one setting's seeds."""
-    s = np.asarray(scores, dtype=float)
-    return {"mean": float(s.mean()), "range": float(np.ptp(s)), "n": len(s), "scores": s}
-
-
-def verdict(name_a: str, scores_a, name_b: str, scores_b) -> dict:
-    """Compare two settings by their seed scores (lower is better).
-
-    The difference of the means counts only when it exceeds the larger of the two seed ranges;
-    returns {"winner": name or None, "diff": mean_a - mean_b, "noise": that range, "text": ...}."""
-    a, b = summarize(scores_a), summarize(scores_b)
-    diff = a["mean"] - b["mean"]
-    noise = max(a["range"], b["range"])
-    if abs(diff) > noise:
-        winner, loser = (name_a, name_b) if diff < 0 else (name_b, name_a)
-        text = f"{winner} beats {loser} by {abs(diff):.3f} bits (seed range {noise:.3f})"
-    else:
-        winner = None
-        text = f"{name_a} against {name_b}: {NO_DIFFERENCE} (difference {abs(diff):.3f} bits, seed range {noise:.3f})"
-    return {"winner": winner, "diff": diff, "noise": noise, "text": text}
 
 
 def stopped_improving(updates, losses_bits, window: int, min_updates: int = 0) -> bool:
@@ -120,14 +104,30 @@ def fit_mixture(logp_a: np.ndarray, logp_b: np.ndarray, steps: int = 1000) -> fl
 
 
 def split_halves(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fitting blocks, scoring blocks): the even- and the odd-numbered held-out blocks, so both
-    halves are spread over the whole corpus."""
+    """(validation blocks, test blocks): the even- and the odd-numbered held-out blocks, so both
+    halves are spread over the whole corpus; every block is in exactly one."""
     idx = np.arange(n_blocks)
     return idx[0::2], idx[1::2]
 
 
+_HALF_SCORES: dict = {}  # (parameters, start state, blocks) -> scores: each run is read once per process
+
+
+def half_scores(run, held: np.ndarray) -> dict:
+    """{"validation": bits, "test": bits}: the run's final parameters on the two halves of the
+    held-out blocks (n, L), every block read from the state the run carries at its end."""
+    h0 = first_stream_state(run)
+    key = (tuple(hash(run.params[k].tobytes()) for k in sorted(run.params)), hash(np.asarray(h0).tobytes()),
+           held.shape, hash(held.tobytes()))
+    if key not in _HALF_SCORES:
+        per_block = -block_log_probs(run.params, held, h0).mean(axis=1) * BITS
+        val, test = split_halves(len(held))
+        _HALF_SCORES[key] = {"validation": float(per_block[val].mean()), "test": float(per_block[test].mean())}
+    return _HALF_SCORES[key]
+
+
 def mixture_report(logp_rnn: np.ndarray, logp_ngram: np.ndarray) -> dict:
-    """Fit lam on the even blocks, score on the odd ones. logp_*: natural log-probabilities (n_blocks, L-1).
+    """Fit lam on the validation (even) blocks, score on the test (odd) ones. logp_*: natural log-probabilities (n_blocks, L-1).
     Returns lam and the scoring half's bits for the RNN, the n-gram and the mixture."""
     fit, test = split_halves(len(logp_rnn))
     lam = fit_mixture(logp_rnn[fit], logp_ngram[fit])

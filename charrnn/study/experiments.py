@@ -1,10 +1,10 @@
 """Part II's runs: each setting's learning-rate sweep, its seeds at the winning rate, the run trained to convergence.
 
 A setting changes one thing of the reference (AdaGrad, sequential order, B = 1, m = 100). Each is
-trained at every rate of its grid with the first seed, its rate is the one with the lowest score
-(`evidence.run_score`; a winner at an end of the grid makes it grow, see `tune`), and the other
-seeds are trained at that rate; the first seed's run at that
-rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
+trained at every rate of its grid with the first seed, its rate is the one with the lowest
+validation score (`evidence.half_scores`: final parameters, the validation half of the held-out
+blocks; a winner at an end of the grid makes it grow, see `tune`), and the other seeds are trained
+at that rate; the first seed's run at that rate is one of the seeds. Mini-batch settings see the same characters: updates / B updates. The
 best setting is then continued, from its first seed's run, until `evidence.stopped_improving`
 (`start_converge`: a background job that starts when the sweeps are done).
 Jobs run in the background workers of `scheduler`; calling the same functions in the notebook waits
@@ -19,14 +19,18 @@ from types import SimpleNamespace
 import numpy as np
 
 from charrnn.training.config import Config
-from charrnn.study.evidence import STOP_PASSES, curve_bits, run_score, stopped_improving, summarize, verdict
+from charrnn.study.evidence import STOP_PASSES, curve_bits, half_scores, stopped_improving
 from charrnn.study.cache import load_or_train, run_key, run_path, run_updates
 from charrnn.study.progress import job_done, updates_of, wait_showing
 from charrnn.study.scheduler import submit_job
 from charrnn.training.schedule import target_updates, updates_per_epoch
 from charrnn.training.loop import TrainingDiverged
 
-ADAGRAD_RATES = (0.05, 0.1, 0.2)
+# Three rates per setting, a factor 2 apart around each setting's tuned rate. In the first design
+# (grids 0.05, 0.1, 0.2 grown as `tune` does) rate 0.2 lost by 0.25 bits or more in every AdaGrad
+# setting, and 0.1 by 0.57 bits at m = 200: those sweep points paid for nothing but the grid's
+# growth, and their time now pays for seeds. A winner at an end still grows its grid (EXTEND).
+ADAGRAD_RATES = (0.025, 0.05, 0.1)
 ADAM_RATES = (0.0005, 0.001, 0.002)
 EVALS_PER_RUN = 10  # held-out evaluations in a comparison run (plus the one at update 0)
 CONVERGE_CAP = 30  # the converged run stops at this many times the comparison budget at the latest
@@ -40,8 +44,8 @@ SETTINGS = {
     "shuffled chunks": ({"order": "chunks"}, ADAGRAD_RATES),
     "B = 8": ({"batch_size": 8}, ADAGRAD_RATES),
     "B = 32": ({"batch_size": 32}, ADAGRAD_RATES),
-    "m = 50": ({"m": 50}, ADAGRAD_RATES),
-    "m = 200": ({"m": 200}, ADAGRAD_RATES),
+    "m = 50": ({"m": 50}, (0.05, 0.1, 0.2)),
+    "m = 200": ({"m": 200}, (0.0125, 0.025, 0.05)),
 }
 # relative cost per character (batch-1 AdaGrad at m = 100 is 1), to start the longest jobs first
 _COST = {"Adam": 1.2, "B = 8": 0.8, "B = 32": 0.75, "m = 50": 0.35, "m = 200": 2.2}
@@ -83,15 +87,16 @@ def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
 
     When the winner is at an end of the rates tried, the grid grows by one rate beyond it (half the
     lowest, twice the highest), up to EXTEND times; so a tuned rate is inside the rates tried
-    unless the extensions ran out ("edge"). Returns {"sweep": {rate: score, inf if diverged},
-    "eta": winning rate, "edge": whether it is at an end of the rates tried, "runs": [Run per
-    seed], "scores": [score per seed] (bits per character)}."""
+    unless the extensions ran out ("edge"). Scores are the validation half's (`_score`: final
+    parameters). Returns {"sweep": {rate: score, inf if diverged}, "eta": winning rate, "edge":
+    whether it is at an end of the rates tried, "runs": [Run per seed], "scores": [validation score
+    per seed], "test": [test score per seed] (bits per character)}."""
     sweep, sweep_runs, configs = {}, {}, {}
     todo = list(setting["configs"])
     for extension in range(EXTEND + 1):
         for c in todo:
             run = _run_or_none(corpus, c.replace(seed=setting["seeds"][0]), runs_dir, progress)
-            sweep[c.eta] = run_score(run) if run is not None else float("inf")
+            sweep[c.eta] = _score(corpus, run)
             sweep_runs[c.eta], configs[c.eta] = run, c
         eta = min(sweep, key=sweep.get)
         if eta == min(sweep) and extension < EXTEND:
@@ -106,7 +111,21 @@ def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
                                 for s in setting["seeds"][1:]]
     return {"sweep": sweep, "eta": eta, "edge": eta in (min(sweep), max(sweep)), "config": best,
             "sweep_runs": dict(sorted(sweep_runs.items())), "runs": runs,
-            "scores": [run_score(r) if r is not None else float("inf") for r in runs]}
+            "scores": [_score(corpus, r) for r in runs], "test": [_score(corpus, r, "test") for r in runs]}
+
+
+_HELD: dict = {}  # (corpus hash, held-out fraction) -> the held-out blocks
+
+
+def _score(corpus, run, half: str = "validation") -> float:
+    """The run's score on one half of the held-out blocks (its final parameters: `evidence.half_scores`);
+    inf for a run that diverged (None)."""
+    if run is None:
+        return float("inf")
+    key = (corpus.sha256, run.config.holdout)
+    if key not in _HELD:
+        _HELD[key] = corpus.split(run.config.holdout)[1]
+    return half_scores(run, _HELD[key])[half]
 
 
 def _tune_job(corpus, setting: dict, runs_dir: str) -> float:
@@ -229,32 +248,6 @@ def budget(res: dict) -> dict:
             "seconds": sum(r.seconds for r in runs.values())}
 
 
-def seed_rows(res: dict, names) -> list:
-    """Table rows: setting, its tuned rate, mean and range of its seed scores, each seed's score."""
-    rows = []
-    for n in names:
-        s = summarize([x for x in res[n]["scores"] if np.isfinite(x)])
-        rows.append([n, f"{res[n]['eta']:g}", f"{s['mean']:.3f}", f"{s['range']:.3f}",
-                     ", ".join(f"{x:.3f}" for x in res[n]["scores"])])
-    return rows
-
-
-SEED_HEADER = ["setting", "tuned rate", "mean bits/char", "seed range", "seeds"]
-
-
-def compare(res: dict, a: str, b: str) -> dict:
-    """`evidence.verdict` of settings a and b from their seed scores."""
-    return verdict(a, res[a]["scores"], b, res[b]["scores"])
-
-
-def sentence_start(text: str) -> str:
-    """`text` made to start a sentence: a capital first letter, or "The setting " before a
-    one-letter parameter name such as "m = 50", whose case carries meaning."""
-    if len(text) > 1 and text[0].islower() and text[1] == " ":
-        return "The setting " + text
-    return text[:1].upper() + text[1:]
-
-
 def edge_note(res: dict, names) -> str:
     """A sentence naming the settings in `names` whose winning rate is at an end of its rate grid
     (a rate beyond the grid might serve them better); "" when none is."""
@@ -273,15 +266,3 @@ def edge_note(res: dict, names) -> str:
             notes.append(f"The tuned rates of {' and '.join(who)} are at the {end} end of their rate grids, so "
                          f"{change} rates might serve them better.")
     return " ".join(notes)
-
-
-def verdict_sentence(res: dict, a: str, b: str) -> str:
-    """The verdict of a against b as a sentence, followed by the edge-of-grid notes of both."""
-    note = edge_note(res, [a, b])
-    return sentence_start(compare(res, a, b)["text"]) + "." + (" " + note if note else "")
-
-
-def verdict_lines(res: dict, names, against: str) -> str:
-    """Markdown list: the verdict of each setting in `names` against the setting `against`, with
-    a note where a winning rate is at an end of its grid."""
-    return "\n".join(f"- {verdict_sentence(res, n, against)}" for n in names if n != against)

@@ -1,0 +1,279 @@
+"""Part II's findings as rows and words: differences from the reference, power, the test-half table, saturation, the in-order rise.
+
+Every function takes what `experiments.results` returns (or runs and held-out blocks) and returns
+table rows or Markdown, so that the notebook's cells only show them. Comparisons are made on the
+test half of the held-out blocks; every choice before them was made on the validation half.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from charrnn.study import stats
+from charrnn.study.evidence import BITS, split_halves
+from charrnn.study.experiments import ADAM_RATES, EXTEND, SETTINGS
+from charrnn.training.heldout import block_log_probs, heldout_starts
+from charrnn.training.run import first_stream_state
+
+SATURATED = 0.95  # a hidden unit is saturated when |h| exceeds this at more than half of the positions
+
+
+def differences(res: dict) -> dict:
+    """`stats.differences` of every setting against the reference, from its seeds' test scores."""
+    return stats.differences({n: r["test"] for n, r in res.items()}, "reference")
+
+
+def verdict_paragraph(diffs: dict, names) -> str:
+    """One sentence per setting of `names` (the reference left out): its verdict from its interval."""
+    rows = {r["name"]: r for r in diffs["rows"]}
+    parts = [f"{n}: {rows[n]['text']}" for n in names if n in rows]
+    return ("Against the reference, on the test half ([Figure](#fig-differences), [Table](#tbl-differences)): "
+            + "; ".join(parts) + ".")
+
+
+def method_text(diffs: dict) -> str:
+    """How the intervals of `diffs` were made, in words, with the numbers."""
+    k, welch = diffs["k"], diffs["welch"]
+    text = (f"Each interval is a simultaneous {diffs['level']:.0%} interval for the {k} comparisons with the "
+            "reference: Dunnett's many-to-one intervals from the pooled seed-to-seed spread "
+            f"(s = {diffs['pooled_sd']:.3f} bits, {diffs['df']} degrees of freedom, critical value "
+            f"{diffs['crit']:.2f} in place of the single comparison's {stats.sps.t.ppf(0.975, diffs['df']):.2f}), "
+            "since the comparisons share the reference's mean and one spread; pooling is right where the "
+            "settings' spreads agree, which an F test of each setting's variance against the reference's checks "
+            f"(at {stats.SPREAD_ALPHA:.0%}). ")
+    if welch:
+        text += (f"The spread of {', '.join(welch)} clearly differs from the reference's, so "
+                 f"{'its interval is' if len(welch) == 1 else 'their intervals are'} Welch intervals "
+                 f"(its own spread) at {1 - (1 - diffs['level']) / k:.2%} each, and the Dunnett family covers "
+                 f"at {1 - (1 - diffs['level']) * (k - len(welch)) / k:.2%}: together at least "
+                 f"{diffs['level']:.0%} (Bonferroni). ")
+    else:
+        text += "No setting's spread clearly differs from the reference's, so every interval is Dunnett's. "
+    return text + ("The verdict is the interval's: wholly above zero, the reference is better; wholly below, the "
+                   "setting is; across zero, no difference detected, and the interval bounds how large one could be.")
+
+
+def power_rows(sd: float, settings: int, seeds=(3, 4, 5, 6, 8, 10)) -> list:
+    """Rows: seeds per setting, the difference detected with 80% power by Dunnett's intervals at spread sd."""
+    return [[str(n), f"{stats.design_power(sd, n, settings):.3f}"] for n in seeds]
+
+
+def power_text(diffs: dict, seeds: int, settings: int) -> str:
+    """The smallest difference this design detects with 80% power, in words."""
+    d = stats.design_power(diffs["pooled_sd"], seeds, settings)
+    return (f"With {seeds} seeds per setting and the pooled spread s = {diffs['pooled_sd']:.3f} bits, the smallest "
+            f"difference from the reference these intervals detect with {stats.POWER:.0%} power is "
+            f"**{d:.3f} bits per character** ({d / diffs['pooled_sd']:.1f} s; [Table](#tbl-power)). A true "
+            "difference smaller than that is more likely than not to read \"no difference detected\".")
+
+
+def seed_rows(res: dict, names) -> list:
+    """Rows: setting, tuned rate, validation mean, test mean, test standard deviation, each seed's test score."""
+    rows = []
+    for n in names:
+        val = np.asarray([x for x in res[n]["scores"] if np.isfinite(x)])
+        test = np.asarray([x for x in res[n]["test"] if np.isfinite(x)])
+        rows.append([n, f"{res[n]['eta']:g}", f"{val.mean():.3f}", f"{test.mean():.3f}",
+                     f"{test.std(ddof=1):.3f}" if len(test) > 1 else "", ", ".join(f"{x:.3f}" for x in test)])
+    return rows
+
+
+SEED_HEADER = ["setting", "tuned rate", "validation mean", "test mean", "test sd", "test score of each seed"]
+
+
+def grid_text() -> str:
+    """The learning-rate grids of the settings, in words."""
+    grids = {}
+    for name, (_, rates) in SETTINGS.items():
+        grids.setdefault(", ".join(f"{r:g}" for r in rates), []).append(name)
+    parts = [f"{' and '.join(names) if len(names) < 3 else 'the other AdaGrad settings'} {g}"
+             for g, names in grids.items()]
+    return "; ".join(parts) + f" (Adam's {', '.join(f'{r:g}' for r in ADAM_RATES)}); a winner at an end grows its grid " \
+        f"by one rate beyond it, up to {EXTEND} times"
+
+
+def hidden_saturation(params: dict, blocks: np.ndarray, h0: np.ndarray, level: float = SATURATED) -> float:
+    """Share of the hidden units whose |h| exceeds `level` at more than half of the positions, reading
+    the blocks (n, L) side by side, each from h0 (m,)."""
+    U, W, b = params["U"], params["W"], params["b"]
+    h = np.tile(np.asarray(h0, float), (blocks.shape[0], 1))
+    count = np.zeros(W.shape[0])
+    for t in range(blocks.shape[1] - 1):
+        h = np.tanh(h @ W.T + U[:, blocks[:, t]].T + b)
+        count += (np.abs(h) > level).sum(axis=0)
+    return float(np.mean(count / (blocks.shape[0] * (blocks.shape[1] - 1)) > 0.5))
+
+
+def saturation_rows(res: dict, held: np.ndarray) -> tuple[list, dict]:
+    """(rows: setting, seed, saturated share, test score, per seed; {setting: (shares, test scores)}),
+    the shares measured on the validation blocks."""
+    val = held[split_halves(len(held))[0]]
+    rows, points = [], {}
+    for n, r in res.items():
+        pairs = [(hidden_saturation(run.params, val, first_stream_state(run)), score)
+                 for run, score in zip(r["runs"], r["test"]) if run is not None]
+        points[n] = (np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+        rows += [[n, str(i + 1), f"{s:.0%}", f"{t:.3f}"] for i, (s, t) in enumerate(pairs)]
+    return rows, points
+
+
+def saturation_text(points: dict) -> str:
+    """What the saturation says about the seed spread: the correlation, within the settings, of the
+    saturated share with the test score (both centred on each setting's mean)."""
+    x = np.concatenate([s - s.mean() for s, _ in points.values() if len(s) > 1])
+    y = np.concatenate([t - t.mean() for _, t in points.values() if len(t) > 1])
+    r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+    shares = np.concatenate([s for s, _ in points.values()])
+    return (f"Within the settings (each seed against its setting's mean), the share of saturated units and the test "
+            f"score correlate at r = {r:+.2f} over {len(x)} seeds; the shares range from {shares.min():.0%} to "
+            f"{shares.max():.0%}. "
+            + ("More saturated units go with a worse score: part of the seed spread is seeds whose units "
+               "saturate and stop carrying information." if r > 0.3 else
+               "So saturation explains little of the seed spread here." if abs(r) <= 0.3 else
+               "More saturated units go with a better score here, so saturation is not what makes a seed lag."))
+
+
+def play_titles(text: str) -> list:
+    """(character, title) of each play of a corpus whose plays open with 'TITLE\\n\\nby William
+    Shakespeare'; empty for another corpus."""
+    out = []
+    for m in re.finditer(r"by William Shakespeare", text):
+        before = text[max(0, m.start() - 80):m.start()].strip().split("\n")
+        out.append((m.start(), _title(before[-1]) if before else "?"))
+    return out
+
+
+def _title(line: str) -> str:
+    """A title line in capitals as a title: "A MIDSUMMER NIGHT'S DREAM" -> "A Midsummer Night's Dream"."""
+    small = {"of", "the", "and", "or", "a", "in"}
+    words = line.strip().lower().split()
+    return " ".join(w if i and w in small else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def play_at(titles: list, position: int) -> str:
+    """The title of the play holding character `position` ("front matter" before the first)."""
+    name = "front matter"
+    for start, title in titles:
+        if start <= position:
+            name = title
+    return name
+
+
+def reading_rows(train_text: str, updates, seq_length: int) -> list:
+    """For an in-order batch-1 run: at each update of `updates`, the pass and the play it was reading."""
+    titles = play_titles(train_text)
+    N = len(train_text)
+    return [[f"{u:,}", f"{u * seq_length // N + 1}", play_at(titles, u * seq_length % N)] for u in updates]
+
+
+def rise_rows(runs_by_update: dict, held: np.ndarray, text: str, fraction: float) -> tuple[list, list]:
+    """Each in-order run of `runs_by_update` ({update: Run}, one seed) on the held-out blocks of each
+    play: (header, rows of play, blocks, bits at each update); `text` is the whole corpus."""
+    L, starts = heldout_starts(len(text), fraction)
+    titles = play_titles(text)
+    plays = [play_at(titles, int(s)) for s in starts]
+    per_block = {u: -block_log_probs(r.params, held, first_stream_state(r)).mean(axis=1) * BITS
+                 for u, r in runs_by_update.items()}
+    rows = []
+    for p in dict.fromkeys(plays):
+        idx = [i for i, q in enumerate(plays) if q == p]
+        rows.append([p, str(len(idx))] + [f"{per_block[u][idx].mean():.3f}" for u in runs_by_update])
+    rows.append(["all blocks", str(len(plays))] + [f"{v.mean():.3f}" for v in per_block.values()])
+    return ["play of the held-out blocks", "blocks"] + [f"update {u:,}" for u in runs_by_update], rows
+
+
+def plays_read(train_text: str, seq_length: int, u0: int, u1: int) -> list:
+    """The plays an in-order batch-1 run read between updates u0 and u1, in reading order."""
+    titles, N = play_titles(train_text), len(train_text)
+    step = max(1, (u1 - u0) // 200)
+    return list(dict.fromkeys(play_at(titles, u * seq_length % N) for u in range(u0, u1 + 1, step)))
+
+
+def rise_text(header: list, rows: list, updates: list, train_text: str, seq_length: int) -> str:
+    """What the table of `rise_rows` shows: which blocks got worse and better from the first update
+    to the second while the in-order run read which plays."""
+    u0, u1 = updates[0], updates[1]
+    change = {r[0]: float(r[3]) - float(r[2]) for r in rows[:-1]}
+    worse = sorted((p for p in change if change[p] > 0.05), key=change.get, reverse=True)
+    better = sorted((p for p in change if change[p] < -0.05), key=change.get)
+    read = plays_read(train_text, seq_length, u0, u1)
+    total = float(rows[-1][3]) - float(rows[-1][2])
+    text = (f"Between updates {u0:,} and {u1:,} the in-order run read {' and '.join(read)}. Over those updates its "
+            f"held-out loss on all blocks changed by {total:+.3f} bits")
+    if better:
+        text += (f"; on the blocks of {better[0]} it fell by {-change[better[0]]:.3f} bits, while on those of "
+                 + (", ".join(f"{p} ({change[p]:+.3f})" for p in worse) if worse else "no other play")
+                 + " it rose")
+    text += (". A network reading the text in order fits the play it is reading (its names, its speakers' tags, its "
+             "words) at the expense of the others, so its held-out curve moves with where it stands in the text; "
+             "runs reading random locations or shuffled chunks see every play all the time and show no such rise. "
+             "This is why every run is scored on its final parameters, after the same characters: all seeds of an "
+             "in-order setting then stand at the same place in the text.")
+    return text
+
+
+def protocol_markdown(v: dict) -> str:
+    """The protocol of Part II as a Markdown list, from the numbers of this corpus and design in `v`
+    (L, n_held, first, last, N, period, seams, train_chars, predictions, evals, seeds, settings,
+    runs, chars_per_run, updates, passes)."""
+    return f"""
+- **Held-out text.** The corpus is cut into blocks of {v['L']:,} characters and every {v['period']}th block is
+  held out ([Table](#tbl-split)): {v['n_held']} blocks, from character {v['first']:,} to character
+  {v['last']:,} of {v['N']:,}, so every play contributes. The choice depends on the corpus length and
+  the fraction only, is made before any run and is the same for every run and for the n-gram
+  baseline. The training text is the rest, concatenated in corpus order: at its {v['seams']} seams the
+  network reads on from the end of one block into the start of the next, one jump in every
+  {v['train_chars'] // max(v['seams'], 1):,} characters, like the jumps at the play boundaries.
+- **Validation and test halves.** The held-out blocks alternate between a validation half (the
+  even-numbered blocks, {(v['n_held'] + 1) // 2}) and a test half (the odd-numbered, {v['n_held'] // 2}), both spread over the
+  whole corpus. The learning rates, the best setting, the n-gram order and the mixture weight are
+  chosen on the validation half; the comparisons of the settings and the final table are scored on
+  the test half, which no choice has seen. (The stopping rule of the run trained longer reads the
+  evaluations recorded during training, over all blocks, since those are not kept block by block.)
+- **Scoring.** The n-gram reads each held-out block with its context cut at the block start; the
+  RNN reads every block from one hidden state, the one it carries at the end of training (which
+  holds nothing of the block), not from a zero state, from which a trained network can fall into a
+  degenerate regime for a whole block ([Table](#tbl-start)). A run's **score** on a half is that of
+  its final parameters: every run of a comparison has read the same characters, and nothing of its
+  earlier evaluations enters. (It is also evaluated {v['evals']} times over its updates on all blocks,
+  for the curves.)
+- **Learning rates.** Each setting is trained at three learning rates with the first seed and
+  compared at the one with the lowest validation score: {grid_text()}, so that the rate compared at is one
+  with a worse rate on either side. Its other seeds are trained at that rate, and the first seed's
+  run at that rate is one of its seeds.
+- **Seeds and verdicts.** {v['seeds']} seeds per setting (the initial weights, and for the random and
+  chunked orders the order, differ). Each setting is set against the reference as the difference of
+  their mean test scores with a 95% interval that holds for all {v['settings'] - 1} comparisons at once
+  (Dunnett's, from the pooled seed-to-seed spread; a Welch interval for a setting whose spread
+  clearly differs from the reference's), and the verdict is the interval's
+  ([Figure](#fig-differences)).
+- **Budget.** {v['settings']} settings, {v['runs']} runs before any grid grows, each reading {v['chars_per_run']:,} characters
+  ({v['updates']:,} updates of one sequence, or {v['updates']:,} / B updates of B sequences),
+  {v['passes']:.1f} passes over the training text: a short budget, at which the comparisons measure how
+  fast each setting learns as much as where it would end. The setting with the lowest validation mean
+  is then trained longer, until its held-out score stops improving or a cap on its updates is reached.
+"""
+
+
+def discussion_lines(diffs: dict, res: dict, seeds: int) -> list:
+    """The discussion's bullets on the seeds and the verdicts."""
+    d = stats.design_power(diffs["pooled_sd"], seeds, len(res))
+    rows = diffs["rows"]
+    ref_better = [r["name"] for r in rows if r["lo"] > 0]
+    set_better = [r["name"] for r in rows if r["hi"] < 0]
+    none = [r for r in rows if r["lo"] <= 0 <= r["hi"]]
+    lines = [f"- **Seeds.** The seed-to-seed spread is s = {diffs['pooled_sd']:.3f} bits per character (pooled); with "
+             f"{seeds} seeds per setting the intervals detect a difference of {d:.3f} bits with {stats.POWER:.0%} power."]
+    words = []
+    if ref_better:
+        words.append(f"the reference is better than {', '.join(ref_better)}")
+    if set_better:
+        words.append(f"{', '.join(set_better)} {'is' if len(set_better) == 1 else 'are'} better than the reference")
+    said = "; ".join(words)
+    text = "- **Verdicts** (test half, 95% simultaneous intervals). " + (said[:1].upper() + said[1:] + ". " if words else "")
+    if none:
+        text += (f"No difference is detected for {', '.join(r['name'] for r in none)}: their intervals exclude differences "
+                 f"above {max(max(-r['lo'], r['hi']) for r in none):.3f} bits, not that the settings are equal.")
+    lines.append(text)
+    return lines
