@@ -11,6 +11,7 @@ import pytest
 from charrnn import study, training
 from charrnn.study import cache, experiments, progress, scheduler
 from test_train import assert_runs_equal
+from rnn_core import RNNError
 
 
 def small(**kw):
@@ -129,3 +130,16 @@ def test_results_wait_for_the_tuning_jobs_with_a_bar_of_their_runs(corpus, tmp_p
     assert done == total >= 4 * 60  # 3 rates and 1 more seed, at least
     assert "Part II" in capsys.readouterr().err
     assert res["reference"]["eta"] in res["reference"]["sweep"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c, d: study.cached_run(c, {"m": 8}, runs_dir=d), "config must be a training.Config, got dict"),
+    (lambda c, d: study.cached_run(c, training.Config(), runs_dir=None), "runs_dir must name a folder, got None"),
+    (lambda c, d: study.cached_run("text", training.Config(), runs_dir=d), "corpus must be a Corpus"),
+    (lambda c, d: study.load_or_train(c, None, runs_dir=d), "config must be a training.Config, got NoneType"),
+    (lambda c, d: study.prefetch(c, [[training.Config(), "x"]], runs_dir=d), "config must be a training.Config, got str"),
+])
+def test_the_run_cache_refuses_nonsense_arguments_in_one_line(corpus, tmp_path, call, message):
+    with pytest.raises(RNNError, match=message):
+        call(corpus, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written, nothing started

@@ -35,6 +35,17 @@ NUMERICS_VERSION = 7
 SPLIT_VERSION = 3
 
 
+def check_request(corpus, config, runs_dir) -> None:
+    """Refuse, in one line (RNNError), arguments that are not a corpus, a Config and a folder name:
+    the run cache is the notebook's API, and a dict or None would otherwise fail deep inside it."""
+    if not isinstance(corpus, Corpus):
+        raise RNNError(f"corpus must be a Corpus (training.open_corpus(path)), got {type(corpus).__name__}")
+    if not isinstance(config, Config):
+        raise RNNError(f"config must be a training.Config, got {type(config).__name__}")
+    if not isinstance(runs_dir, (str, os.PathLike)) or not str(runs_dir):
+        raise RNNError(f"runs_dir must name a folder, got {runs_dir!r}")
+
+
 def run_key(corpus: Corpus, config: Config) -> str:
     """Hash of the corpus content, every config field that decides the numbers (all but how long to
     run and how often to save), NUMERICS_VERSION and, with a held-out part, SPLIT_VERSION."""
@@ -108,6 +119,7 @@ def load_or_train(corpus: Corpus, config: Config, runs_dir="runs", progress=None
     waited for (a progress bar follows its checkpoints), then loaded. Training stopped by a signal
     (Ctrl-C, a notebook's interrupt) saves the checkpoint and raises KeyboardInterrupt: a partial
     run is never returned; the next call resumes it."""
+    check_request(corpus, config, runs_dir)
     runs_dir = Path(runs_dir)
     path = run_path(corpus, config, runs_dir)
     want = target_updates(config.epochs, config.max_updates, updates_per_epoch(corpus, config))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from charrnn import kernels
-from charrnn.study.cache import is_cached, load_or_train, run_path, run_updates
+from charrnn.study.cache import check_request, is_cached, load_or_train, run_path, run_updates
 from charrnn.study.journal import note_planned
 from charrnn.study.progress import job_done, wait_showing
 from charrnn.training.config import Config
@@ -37,6 +37,7 @@ def cached_run(corpus: Corpus, config: Config, runs_dir="runs", progress=None) -
     first (with a progress bar fed by its checkpoints; interrupting the wait leaves the job queued);
     then `cache.load_or_train` loads it (or trains it here: when nothing was queued, or when an
     interrupt stopped the job, whose run is saved and resumes here)."""
+    check_request(corpus, config, runs_dir)
     path = run_path(corpus, config, runs_dir)
     job = _PENDING.get(str(path))
     if job is not None:
@@ -59,6 +60,8 @@ def prefetch(corpus: Corpus, chains: list, runs_dir="runs", workers: int = 2) ->
     with _one_thread_each():
         for chain in chains:
             chain = chain if isinstance(chain, (list, tuple)) else [chain]
+            for c in chain:
+                check_request(corpus, c, runs_dir)
             paths = [str(run_path(corpus, c, runs_dir)) for c in chain]
             if all(is_cached(Path(p), c) or p in _PENDING for c, p in zip(chain, paths)):
                 continue
