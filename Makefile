@@ -60,6 +60,7 @@ EXECUTE := $(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePrepro
 report: $(STAMP) $(CORPUS)  ## execute assignment4.ipynb; report/assignment4.html (with code) and .pdf (without)
 	@# every variable is checked before anything trains: one line `report: error: ...` and exit 2
 	@case $(call quote,$(QUICK)) in 0|1) ;; *) echo "report: error: QUICK=$(call quote,$(QUICK)) must be 0 or 1" >&2; exit 2;; esac
+	@$(if $(filter command line,$(origin EPOCHS)),[[ $(call quote,$(EPOCHS)) =~ ^[1-9][0-9]*$$ ]] || { echo "report: error: EPOCHS=$(call quote,$(EPOCHS)) must be a whole number of at least 1" >&2; exit 2; })
 	@$(if $(filter command line,$(origin OUT)),echo "report: error: OUT is for train and sample; the report's runs go to RUNS" >&2; exit 2)
 	@$(REPORT_ENV) $(PY) -m charrnn.report.parameters
 	@mkdir -p report

@@ -648,7 +648,7 @@ def _report_cases(d):
     os.symlink(d / "loop2", d / "loop1")
     return [
         (["QUICK=yes"], {}, "QUICK='yes' must be 0 or 1"),
-        (["EPOCHS=abc"], {}, "RNN_EPOCHS='abc' is not a whole number"),
+        (["EPOCHS=abc"], {}, "EPOCHS='abc' must be a whole number of at least 1"),
         (["OUT=x.npz"], {}, "OUT is for train and sample"),
         ([f"DATA={d}/missing.txt"], {}, "corpus not found"),
         ([f"DATA={d}/bin.dat"], {}, "binary"),
