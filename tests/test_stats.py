@@ -98,3 +98,29 @@ def test_diverged_seeds_are_left_out():
     scores["Adam"] = np.append(scores["Adam"], np.inf)
     d = stats.differences(scores)
     assert d["rows"][0]["n"] == 6 and np.isfinite(d["rows"][0]["hi"])
+
+
+# ----------------------------------------------------------------------------- the findings' rows and words
+def test_saturation_counts_units_held_at_the_ends_of_tanh():
+    from charrnn.study import findings
+
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(0, 5, (3, 40))
+    m, K = 6, 5
+    calm = {"U": np.zeros((m, K)), "W": np.zeros((m, m)), "b": np.zeros(m)}
+    assert findings.hidden_saturation(calm, blocks, np.zeros(m)) == 0.0
+    # units 0-2 driven to +-1 by a large bias, units 3-5 left at 0: half of the units saturated
+    loud = dict(calm, b=np.array([9.0, -9.0, 9.0, 0.0, 0.0, 0.0]))
+    assert findings.hidden_saturation(loud, blocks, np.zeros(m)) == 0.5
+
+
+def test_verdict_paragraph_and_discussion_follow_the_intervals():
+    from charrnn.study import findings
+
+    rng = np.random.default_rng(8)
+    d = stats.differences(_scores(rng, [2.8, 3.1, 2.5, 2.8, 2.8, 2.8, 2.8, 2.8]))
+    para = findings.verdict_paragraph(d, ["Adam", "random"])
+    assert "Adam: the reference better by" in para and "random: random better by" in para
+    lines = "\n".join(findings.discussion_lines(d, {n: None for n in NAMES}, 6))
+    assert "The reference is better than Adam" in lines and "random is better than the reference" in lines
+    assert "No difference is detected for chunks, B8, B32, m50, m200" in lines

@@ -127,7 +127,7 @@ def plot_differences(diffs: dict, ax=None):
     reference's, test half) with its simultaneous interval, one row per setting; right of zero the
     reference is better."""
     rows = diffs["rows"][::-1]  # the first setting at the top
-    fig, ax = _axes(ax, (6.2, 0.42 * len(rows) + 1.1))
+    fig, ax = _axes(ax, (6.2, 0.36 * len(rows) + 1.2))
     for i, r in enumerate(rows):
         colour = "C3" if r["lo"] > 0 else "C2" if r["hi"] < 0 else "C0"
         ax.plot([r["lo"], r["hi"]], [i, i], color=colour, lw=2.2, solid_capstyle="butt")
@@ -143,7 +143,7 @@ def plot_differences(diffs: dict, ax=None):
     ax.plot([], [], color="C3", lw=2.2, label="reference better")
     ax.plot([], [], color="C2", lw=2.2, label="setting better")
     ax.plot([], [], color="C0", lw=2.2, label="no difference detected")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28 - 0.6 / len(rows)), ncol=3, frameon=False)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.grid(alpha=0.3, axis="x")
     return fig
 
@@ -156,7 +156,7 @@ def plot_saturation(points: dict, ax=None):
     ax.set_xlabel("saturated hidden units (% of the units, validation blocks)")
     ax.set_ylabel("test bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, ncol=2)
+    ax.legend(fontsize=8, ncol=2)
     return fig
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from charrnn.study import stats
 from charrnn.study.evidence import BITS, split_halves
-from charrnn.study.experiments import ADAM_RATES, EXTEND, SETTINGS
+from charrnn.study.experiments import EXTEND, SETTINGS
 from charrnn.training.heldout import block_log_probs, heldout_starts
 from charrnn.training.run import first_stream_state
 
@@ -85,12 +85,17 @@ SEED_HEADER = ["setting", "tuned rate", "validation mean", "test mean", "test sd
 def grid_text() -> str:
     """The learning-rate grids of the settings, in words."""
     grids = {}
-    for name, (_, rates) in SETTINGS.items():
-        grids.setdefault(", ".join(f"{r:g}" for r in rates), []).append(name)
-    parts = [f"{' and '.join(names) if len(names) < 3 else 'the other AdaGrad settings'} {g}"
-             for g, names in grids.items()]
-    return "; ".join(parts) + f" (Adam's {', '.join(f'{r:g}' for r in ADAM_RATES)}); a winner at an end grows its grid " \
-        f"by one rate beyond it, up to {EXTEND} times"
+    for name, (change, rates) in SETTINGS.items():
+        key = ("Adam " if change.get("optimizer") == "adam" else "AdaGrad ") + ", ".join(f"{r:g}" for r in rates)
+        grids.setdefault(key, []).append(name)
+    parts = [f"{g} ({_join(names)})" for g, names in grids.items()]
+    return "; ".join(parts) + f"; a winner at an end grows its grid by one rate beyond it, up to {EXTEND} times"
+
+
+def _join(names) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def hidden_saturation(params: dict, blocks: np.ndarray, h0: np.ndarray, level: float = SATURATED) -> float:
@@ -199,7 +204,7 @@ def rise_text(header: list, rows: list, updates: list, train_text: str, seq_leng
     better = sorted((p for p in change if change[p] < -0.05), key=change.get)
     read = plays_read(train_text, seq_length, u0, u1)
     total = float(rows[-1][3]) - float(rows[-1][2])
-    text = (f"Between updates {u0:,} and {u1:,} the in-order run read {' and '.join(read)}. Over those updates its "
+    text = (f"Between updates {u0:,} and {u1:,} the in-order run read {_join(read)}. Over those updates its "
             f"held-out loss on all blocks changed by {total:+.3f} bits")
     if better:
         text += (f"; on the blocks of {better[0]} it fell by {-change[better[0]]:.3f} bits, while on those of "
@@ -277,3 +282,18 @@ def discussion_lines(diffs: dict, res: dict, seeds: int) -> list:
                  f"above {max(max(-r['lo'], r['hi']) for r in none):.3f} bits, not that the settings are equal.")
     lines.append(text)
     return lines
+
+
+def final_rows(res: dict, best: str, conv, conv_half: dict, ngram_val: dict, ngram_test: dict, order: int,
+               mix: dict, mix_order: int) -> list:
+    """The final table's rows: model, what was chosen on the validation half, validation bits, test bits."""
+    return [[f"RNN, {best}, comparison budget, mean of {len(res[best]['test'])} seeds", "setting and rate",
+             f"{np.mean(res[best]['scores']):.3f}", f"{np.mean(res[best]['test']):.3f}"],
+            [f"RNN, {best}, {conv.update:,} updates", "setting, rate (stopping: all blocks)",
+             f"{conv_half['validation']:.3f}", f"{conv_half['test']:.3f}"],
+            [f"Kneser-Ney, order {order}", "order", f"{ngram_val[order]:.3f}", f"{ngram_test[order]:.3f}"],
+            [f"mixture, order {mix_order}, $\\lambda = {mix['lam']:.3f}$", "order and $\\lambda$",
+             f"{mix['fit_mixture']:.3f}", f"{mix['mixture']:.3f}"]]
+
+
+FINAL_HEADER = ["model", "chosen on the validation half", "validation bits/char", "test bits/char"]
