@@ -124,3 +124,17 @@ def test_verdict_paragraph_and_discussion_follow_the_intervals():
     lines = "\n".join(findings.discussion_lines(d, {n: None for n in NAMES}, 6))
     assert "The reference is better than Adam" in lines and "random is better than the reference" in lines
     assert "No difference is detected for chunks, B8, B32, m50, m200" in lines
+
+
+def test_stability_counts_the_verdicts_one_left_out_seed_changes():
+    from charrnn.study import findings
+
+    rng = np.random.default_rng(9)
+    far = {n: {"test": list(s)} for n, s in _scores(rng, [2.8, 3.3] + [2.8] * 6).items()}  # Adam 10 spreads worse
+    two = {n: far[n] for n in ("reference", "Adam")}
+    assert findings.stability_text(two) == "Leaving out any one of the 12 seeds changes 0 of the 1 verdicts at most (0% of the seeds change any)."
+    # a difference at the edge of detection: some left-out seed flips it
+    edge = {"reference": {"test": [2.80, 2.85, 2.75, 2.80]}, "Adam": {"test": [2.88, 2.93, 2.83, 2.95]}}
+    d = stats.differences({n: v["test"] for n, v in edge.items()})
+    assert d["rows"][0]["lo"] > 0  # detected with every seed
+    assert "changes 1 of the 1 verdicts" in findings.stability_text(edge)

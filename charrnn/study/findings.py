@@ -195,27 +195,37 @@ def plays_read(train_text: str, seq_length: int, u0: int, u1: int) -> list:
     return list(dict.fromkeys(play_at(titles, u * seq_length % N) for u in range(u0, u1 + 1, step)))
 
 
-def rise_text(header: list, rows: list, updates: list, train_text: str, seq_length: int) -> str:
-    """What the table of `rise_rows` shows: which blocks got worse and better from the first update
-    to the second while the in-order run read which plays."""
-    u0, u1 = updates[0], updates[1]
-    change = {r[0]: float(r[3]) - float(r[2]) for r in rows[:-1]}
+def _change_sentence(rows: list, i: int, j: int, u0: int, u1: int, read: list) -> str:
+    """Between columns i and j of `rise_rows`' rows (updates u0 and u1): the plays read, the change
+    on all blocks, the play whose blocks fell most and those whose blocks rose by more than 0.05 bits."""
+    change = {r[0]: float(r[j]) - float(r[i]) for r in rows[:-1]}
     worse = sorted((p for p in change if change[p] > 0.05), key=change.get, reverse=True)
-    better = sorted((p for p in change if change[p] < -0.05), key=change.get)
-    read = plays_read(train_text, seq_length, u0, u1)
-    total = float(rows[-1][3]) - float(rows[-1][2])
-    text = (f"Between updates {u0:,} and {u1:,} the in-order run read {_join(read)}. Over those updates its "
-            f"held-out loss on all blocks changed by {total:+.3f} bits")
-    if better:
-        text += (f"; on the blocks of {better[0]} it fell by {-change[better[0]]:.3f} bits, while on those of "
-                 + (", ".join(f"{p} ({change[p]:+.3f})" for p in worse) if worse else "no other play")
-                 + " it rose")
-    text += (". A network reading the text in order fits the play it is reading (its names, its speakers' tags, its "
-             "words) at the expense of the others, so its held-out curve moves with where it stands in the text; "
-             "runs reading random locations or shuffled chunks see every play all the time and show no such rise. "
-             "This is why every run is scored on its final parameters, after the same characters: all seeds of an "
-             "in-order setting then stand at the same place in the text.")
-    return text
+    best = min(change, key=change.get)
+    text = (f"Between updates {u0:,} and {u1:,} the in-order run read {_join(read)}, and its held-out loss on all "
+            f"blocks changed by {float(rows[-1][j]) - float(rows[-1][i]):+.3f} bits: on the blocks of {best} by "
+            f"{change[best]:+.3f}")
+    if worse:
+        text += ", on those of " + ", ".join(f"{p} by {change[p]:+.3f}" for p in worse)
+    return text + ". "
+
+
+def rise_text(header: list, rows: list, updates: list, train_text: str, seq_length: int) -> str:
+    """What the table of `rise_rows` shows: which plays' blocks got worse and better over the first
+    and over the last two of `updates` (columns 2.. of the rows), and which plays the run read then."""
+    text = _change_sentence(rows, 2, 3, updates[0], updates[1],
+                            plays_read(train_text, seq_length, updates[0], updates[1]))
+    if len(updates) > 3:
+        k = len(updates) - 1
+        text += _change_sentence(rows, k + 1, k + 2, updates[k - 1], updates[k],
+                                 plays_read(train_text, seq_length, updates[k - 1], updates[k]))
+    return text + ("A network reading the text in order fits the play it is reading (its names, its speakers' tags, "
+                   "its words) at the expense of the others, so its held-out curve moves with where it stands in the "
+                   "text; runs reading random locations, shuffled chunks or several streams at once see every play "
+                   "all the time and their curves never rise ([Table](#tbl-rises)). This is why every run is scored on "
+                   "its final parameters, after the same characters: all seeds of an in-order setting then stand at "
+                   f"the same place in the text. That place is part of what is compared, though: the in-order settings "
+                   f"are scored where the budget leaves them, reading {_join(plays_read(train_text, seq_length, updates[-1] - 1, updates[-1]))}, "
+                   "and part of their difference from the other orders is that place.")
 
 
 def protocol_markdown(v: dict) -> str:
@@ -297,3 +307,36 @@ def final_rows(res: dict, best: str, conv, conv_half: dict, ngram_val: dict, ngr
 
 
 FINAL_HEADER = ["model", "chosen on the validation half", "validation bits/char", "test bits/char"]
+
+
+def stability_text(res: dict) -> str:
+    """How many of the verdicts change when any one seed of any setting is left out (the design's
+    robustness to one lagging seed), in words."""
+    scores = {n: [x for x in r["test"] if np.isfinite(x)] for n, r in res.items()}
+    base = {r["name"]: stats.short_verdict(r) for r in stats.differences(scores)["rows"]}
+    flips = []
+    for n, s in scores.items():
+        for k in range(len(s)):
+            fewer = dict(scores, **{n: s[:k] + s[k + 1:]})
+            flips.append(sum(stats.short_verdict(r) != base[r["name"]] for r in stats.differences(fewer)["rows"]))
+    flips = np.array(flips)
+    return (f"Leaving out any one of the {len(flips)} seeds changes {flips.max()} of the {len(base)} verdicts at most "
+            f"({np.mean(flips > 0):.0%} of the seeds change any).")
+
+
+def rise_count_rows(res: dict) -> list:
+    """Per setting: the seeds whose held-out curve (all blocks) rises between two consecutive
+    evaluations, and at each evaluation where some seed's curve rises, how many and by how much."""
+    rows = []
+    for n, r in res.items():
+        runs = [x for x in r["runs"] if x is not None]
+        k = min(len(x.val_losses) for x in runs)
+        D = np.diff(np.stack([np.asarray(x.val_losses[1:k]) * BITS for x in runs]), axis=1)  # (seeds, evals - 2)
+        up = D > 0
+        where = ", ".join(f"{runs[0].val_updates[j + 2]:,}: {int(up[:, j].sum())} ({D[up[:, j], j].mean():+.3f})"
+                          for j in range(D.shape[1]) if up[:, j].any())
+        rows.append([n, f"{int(up.any(axis=1).sum())} of {len(runs)}", where or "none"])
+    return rows
+
+
+RISE_COUNT_HEADER = ["setting", "seeds whose curve ever rises", "update: seeds rising there (their mean rise, bits)"]
