@@ -2,7 +2,7 @@
     plots           figures and tables of Part I, and the text layout of the sample panels
     evidence_plots  figures of Part II (held-out curves, sweeps, seed scores)
     analysis        hidden units and next-character candidates of a trained network
-    narrative       Part I's prose with its computed numbers, as Markdown
+    narrative       the report's prose with its computed numbers, as Markdown
     captions        numbered figures, tables and passages with their captions
     speed           a short timing of the training forms, for the appendix
     render          the executed notebook to HTML and to PDF (pandoc's typst writer, typst)

@@ -1,4 +1,4 @@
-"""Part I's prose with computed numbers: short templates the notebook's cells fill and display as Markdown."""
+"""The report's prose with computed numbers: short templates the notebook's cells fill and display as Markdown."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import numpy as np
 
 import rnn_core as rc
 from charrnn.report.plots import known_word_fraction, sci
+from charrnn.study import evidence, experiments
 
 # The course's published figures on its own corpus (quoted in the report, never computed here): the
 # reference run of the course's assignment text, and one published student report.
@@ -167,3 +168,44 @@ $[-{c.clip:g}, {c.clip:g}]$).
   ([Figure](#fig-long-loss)); {known:.0%} of the words of its 1000-character passage are words of the corpus
   ([Passage](#psg-best-1000)).
 {part2}"""
+
+
+def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, kn_best: float, order: int,
+                    stored_counts: int, mix: dict, train_chars: int) -> str:
+    """The notes under the final table: the stopping rule and where the run stopped, the RNN against the
+    n-gram (and why, when it loses), and the mixture; every number from the arguments."""
+    u, bits = evidence.curve_bits(conv)
+    window = experiments.stop_window(conv)
+    gain, per_doubling = evidence.improvement_over(u, bits, window), evidence.fall_per_doubling(u, bits)
+    gap, per = round(conv_score - kn_best, 3), round(per_doubling, 3)
+    c = conv.config
+    trend = (f", so at that trend closing the {gap:.3f}-bit gap to the n-gram below would take about {gap / per:.0f} "
+             "more doublings of the updates" if per > 0 and gap > 0 else "")
+    lines = [f"- **Stopping.** The rule: the score fell by less than {evidence.STOP_BITS} bits over the last "
+             f"{evidence.STOP_PASSES} passes over the training text ({window:,} updates here). "
+             f"{'The run met it' if stopped else 'The run reached its cap without meeting it'} after {conv.update:,} "
+             f"updates ({conv.update * c.seq_length * c.batch_size / train_chars:.1f} passes): its score fell by "
+             f"{gain:.3f} bits over those last {evidence.STOP_PASSES} passes (the evaluations recorded during training, "
+             "over all held-out blocks: they are not kept block by block, so the stopping point is the one choice that "
+             f"has seen the test half). It is a plateau, not a floor: over the second half of the run the score fell by "
+             f"{per_doubling:.3f} bits for each doubling of the updates{trend}.",
+             f"- **Against the n-gram.** On the test half the RNN scores {conv_score:.3f} bits per character, the "
+             f"order-{order} Kneser-Ney model {kn_best:.3f}: the RNN is {'worse' if conv_score > kn_best else 'better'} "
+             f"by {abs(conv_score - kn_best):.3f} bits."]
+    if conv_score > kn_best:
+        why = (f"Its loss on its own training text, {conv_train:.3f} bits per character, is above the n-gram's loss on "
+               f"text it never saw, {kn_best:.3f}. So the network underfits: it is limited by its capacity or by its "
+               "optimisation, not by overfitting." if conv_train > kn_best else
+               f"Its training loss, {conv_train:.3f} bits per character, is below the n-gram's held-out loss, and its "
+               f"held-out score is {conv_score - conv_train:+.3f} bits from its training loss. So it fits the training "
+               "text but does not generalise as well.")
+        lines.append(f"- **Why.** {why} Whether a larger network would close the gap is not answered here: the "
+                     "capacity comparison above is at the short comparison budget, where it measures learning speed as "
+                     f"much as capacity. As a model, the order-{order} n-gram holds {stored_counts:,} stored counts; the "
+                     f"RNN has {sum(v.size for v in conv.params.values()):,} parameters.")
+    better = min(mix["rnn"], mix["ngram"])
+    lines.append(f"- **Mixture.** With $\\lambda = {mix['lam']:.3f}$ the mixture scores {mix['mixture']:.3f} bits on the "
+                 f"test half, against {mix['rnn']:.3f} for the RNN and {mix['ngram']:.3f} for the n-gram alone: "
+                 + (f"{better - mix['mixture']:.3f} bits below the better of the two, so the two models are wrong on "
+                    "different characters." if mix["mixture"] < better else "no better than the better of the two."))
+    return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from rnn_core import RNNError
 
 # (variable, default, lowest value) of the whole-number parameters
 INTS = (("RNN_EPOCHS", 10, 1), ("RNN_LONG_EPOCHS", 50, 1), ("RNN_SEED", 1, 0), ("RNN_EXP_UPDATES", 80_000, 1),
-        ("RNN_SEEDS", 3, 2), ("RNN_WORKERS", 2, 1))
+        ("RNN_SEEDS", 6, 2), ("RNN_WORKERS", 2, 1))
 WHY = {"RNN_SEEDS": " (Part II compares seeds)", "RNN_WORKERS": " (background training processes)"}
 
 
