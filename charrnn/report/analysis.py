@@ -96,32 +96,84 @@ def _char_rows(text: str, width: int):
     return rows + ([row] if row else [])
 
 
+# The activation colours: light blue (-1) through grey (0) to pale yellow (+1), lightness rising all
+# the way (so the order reads in grey too) and never below a relative luminance of 0.25, so black
+# text keeps a contrast ratio above 6 on every cell (WCAG asks 4.5).
+ACTIVATION_COLOURS = ("#5b8ccc", "#bdbdbd", "#ffeb99")
+
+
+def activation_cmap():
+    """The colour map of the activation pictures (see ACTIVATION_COLOURS); empty cells white."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("activation", ACTIVATION_COLOURS).with_extremes(bad="white")
+
+
+def feature_excerpt(text: str, mask, width: int = 70, max_rows: int = 6) -> tuple:
+    """(start, end) of the excerpt of `text` to show a feature on: whole lines from a line start (the
+    text's start only if it has no other), at most `max_rows` printed rows of `width` characters,
+    holding the most positions where the feature holds (`mask`) and where it does not (the larger
+    of their smaller count), the earliest such."""
+    mask = np.asarray(mask, dtype=bool)
+    starts = [t + 1 for t, ch in enumerate(text) if ch == "\n" and t + 1 < len(text)] or [0]
+    best, where = (-1, -1), (0, 0)
+    for start in starts:
+        rows = _char_rows(text[start:start + width * max_rows], width)[:max_rows]
+        end = start + sum(len(r) for r in rows)
+        on = int(mask[start:end].sum())
+        score = (min(on, end - start - on), on)
+        if score > best:
+            best, where = score, (start, end)
+    return where
+
+
 def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6):
-    """One panel per (title, acts): `text` on a character grid (at most `max_rows` lines of `width`
-    characters), each cell coloured by the activation (same length as text, in [-1, 1]; red
-    positive, blue negative), with the colour scale below. Sized for the page at 8.5-point type."""
+    """One panel per (title, acts) or (title, acts, mask): `text` on a character grid (at most
+    `max_rows` lines of `width` characters), each cell coloured by the activation (acts: one per
+    character of text, in [-1, 1]; the lighter the higher, see ACTIVATION_COLOURS), the colour scale
+    below. With a mask (one bool per character), the panel shows the excerpt of the text that holds
+    the feature (`feature_excerpt`) and underlines the characters where it holds; without one, the
+    start of the text. Sized for the page at 8.5-point type."""
     import matplotlib.pyplot as plt
 
-    rows = _char_rows(text, width)[:max_rows]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width * 0.089, len(panels) * (len(rows) * 0.2 + 0.35) + 0.7),
-                             squeeze=False, layout="constrained")
-    image = None
-    for ax, (title, acts) in zip(axes[:, 0], panels):
+    shown = []
+    for panel in panels:
+        title, acts, mask = (tuple(panel) + (None,))[:3]
+        start, end = feature_excerpt(text, mask, width, max_rows) if mask is not None else (0, len(text))
+        rows = [[start + t for t in r] for r in _char_rows(text[start:end], width)[:max_rows]]
+        shown.append((title, np.asarray(acts), None if mask is None else np.asarray(mask, bool), rows))
+    heights = [len(rows) * 0.2 + 0.35 for *_, rows in shown]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(width * 0.089, sum(heights) + 0.7), squeeze=False,
+                             layout="constrained", gridspec_kw={"height_ratios": heights})
+    image, cmap = None, activation_cmap()
+    for ax, (title, acts, mask, rows) in zip(axes[:, 0], shown):
         grid = np.full((len(rows), width), np.nan)
         for i, r in enumerate(rows):
             grid[i, : len(r)] = acts[r]
-        image = ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+        image = ax.imshow(grid, cmap=cmap, vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
         for i, r in enumerate(rows):
             for j, t in enumerate(r):
                 ax.text(j, i, _shown(text[t]), ha="center", va="center", fontsize=8.5, family="monospace",
-                        **LITERAL)
+                        color="black", **LITERAL)
+                if mask is not None and mask[t]:  # the feature holds here: a bar along the cell's foot
+                    ax.plot([j - 0.5, j + 0.5], [i + 0.42, i + 0.42], color="black", lw=1.2, solid_capstyle="butt")
+        ax.set_xlim(-0.5, width - 0.5), ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left", **LITERAL)  # a true minus
     bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02,
                        ticks=[-1, -0.5, 0, 0.5, 1])
-    bar.set_label("activation of the unit after reading the character (tanh, from -1 to 1)", fontsize=8.5)
+    bar.set_label("activation of the unit after reading the character (tanh, from \u22121 to 1)", fontsize=8.5)
     bar.ax.tick_params(labelsize=8)
     return fig
+
+
+def candidate_cmap():
+    """White to a mid green (the light 60% of matplotlib's Greens): black text stays legible on
+    every cell, and the shade reads in grey."""
+    from matplotlib.colors import LinearSegmentedColormap
+    import matplotlib
+
+    return LinearSegmentedColormap.from_list("candidates", matplotlib.colormaps["Greens"](np.linspace(0, 0.6, 64)))
 
 
 def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=None):
@@ -133,7 +185,7 @@ def plot_top_candidates(line: str, top_chars: list, top_probs: np.ndarray, ax=No
     n, k = top_probs.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(n * 0.135 + 1.3, k * 0.22 + 0.8), layout="constrained")
-    image = ax.imshow(top_probs.T, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    image = ax.imshow(top_probs.T, cmap=candidate_cmap(), vmin=0, vmax=1, aspect="auto")
     for j in range(n):
         for i in range(k):
             ax.text(j, i, _shown(top_chars[j][i], space=True), ha="center", va="center", fontsize=8,

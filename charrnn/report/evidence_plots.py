@@ -1,12 +1,13 @@
 """Figures of Part II's evidence, all in bits per character: held-out curves with seed bands, sweeps, seeds.
 
-Each function takes what it draws as arguments and returns the matplotlib figure.
+Each function takes what it draws as arguments and returns the matplotlib figure. Series are told
+apart by line style and marker as well as colour (`series_style`), so the figures read in grey.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from charrnn.report.plots import comma_ticks, millions_axis, note_above
+from charrnn.report.plots import comma_ticks, millions_axis, note_above, series_style, thin_indices
 from charrnn.study.evidence import BITS, curve_bits, lowest_smooth_offsets, stretch_losses
 
 
@@ -36,11 +37,11 @@ def plot_heldout_curve(run, ax=None):
     final evaluation (its final parameters, on which it is scored) marked."""
     fig, ax = _axes(ax)
     s = run.smooth_losses / run.config.seq_length * BITS
-    step = max(1, len(s) // 4000)
-    ax.plot(np.arange(0, len(s), step), s[::step], lw=1, label="smooth training loss")
+    k = thin_indices(s)
+    ax.plot(k, s[k], lw=0.7, color="#9ecae1", label="smooth training loss")
     u, bits = curve_bits(run)
-    ax.plot(u, bits, "o-", lw=1.3, ms=3, label="held-out loss")
-    ax.plot(u[-1:], bits[-1:], "o", ms=7, mfc="none", color="C3", label="final parameters (scored)")
+    ax.plot(u, bits, "o-", lw=1.3, ms=3.5, color="#08306b", label="held-out loss")
+    ax.plot(u[-1:], bits[-1:], "o", ms=9, mfc="none", mew=1.5, color="#d62728", label="final parameters (scored)")
     _zoom(ax, list(bits[1:]) + list(s[len(s) // 10:]), note=None)
     if max(bits.max(), s.max()) > ax.get_ylim()[1]:  # what the zoom leaves out, the first values included
         note_above(ax, "the first evaluations and the start of training are above the frame")
@@ -55,10 +56,13 @@ def plot_heldout_curve(run, ax=None):
 def plot_seed_curves(groups: dict, ax=None, x="characters"):
     """Held-out curves of several settings ({label: [Run per seed]}): the mean over the seeds as a
     line, the range between the lowest and the highest seed as a band; against characters read
-    (updates x T x B), updates or training seconds."""
+    (updates x T x B), updates or training seconds. Each setting has its own line style and marker."""
     fig, ax = _axes(ax)
     shown = []
-    for i, (label, runs) in enumerate(groups.items()):
+    others = [label for label in groups if label != "reference"]  # the reference keeps the first style in every plot
+    style_of = {label: i + ("reference" in groups) for i, label in enumerate(others)} | {"reference": 0}
+    for label, runs in groups.items():
+        i = style_of[label]
         runs = [r for r in runs if r is not None]
         n = min(len(r.val_updates) for r in runs)
         c = runs[0].config
@@ -66,8 +70,9 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
         xs = {"characters": u * c.seq_length * c.batch_size, "updates": u,
               "seconds": np.mean([r.val_seconds[:n] for r in runs], axis=0)}[x]
         B = np.stack([curve_bits(r)[1][:n] for r in runs])  # (seeds, evaluations)
-        ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=f"C{i}", alpha=0.25)
-        ax.plot(xs[1:], B.mean(axis=0)[1:], color=f"C{i}", lw=1.4, label=f"{label} ({len(runs)} seeds)")
+        st = series_style(i)
+        ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=st["color"], alpha=0.13, lw=0)
+        ax.plot(xs[1:], B.mean(axis=0)[1:], lw=1.4, ms=4, mfc="white", **st, label=f"{label} ({len(runs)} seeds)")
         shown += list(B[:, 1:].ravel())
     _zoom(ax, shown)
     millions_axis(ax, {"characters": "characters read", "updates": "updates",
@@ -79,26 +84,58 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
     return fig
 
 
-def plot_sweeps(sweeps: dict, ax=None):
-    """Score at each learning rate of each setting's sweep ({label: {rate: bits}}), log rate axis;
-    a diverged rate is left out; the winner is ringed."""
-    fig, ax = _axes(ax)
-    shown = []
-    for i, (label, sweep) in enumerate(sweeps.items()):
-        rates = np.array(sorted(sweep))
-        vals = np.array([sweep[r] for r in rates])
-        ok = np.isfinite(vals)
-        ax.plot(rates[ok], vals[ok], marker="o", color=f"C{i % 10}", ls="-" if i < 10 else "--", lw=1.2, ms=4,
-                label=label)
-        j = int(np.argmin(np.where(ok, vals, np.inf)))
-        ax.plot(rates[j], vals[j], "o", ms=10, mfc="none", color=f"C{i % 10}")
-        shown += list(vals[ok])
-    ax.set_xscale("log")
-    _zoom(ax, shown, above=1.0)
-    ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("held-out bits per character (seed 1)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8.5, ncol=2)
+def plot_sweeps(sweeps: dict, ncols: int = 4, reference: str = "reference"):
+    """Score at each learning rate of each setting's sweep ({label: {rate: bits}}), one small panel
+    per setting (shared axes, log rate axis), the winner ringed; the reference's sweep is repeated
+    in every other panel as a dashed grey line; a diverged rate is marked by a cross at the top."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
+
+    labels = list(sweeps)
+    rows = -(-len(labels) // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(6.3, 1.45 * rows + 0.9), sharex=True, sharey=True,
+                             squeeze=False, layout="constrained")
+
+    def points(label):
+        rates = np.array(sorted(sweeps[label]), dtype=float)
+        vals = np.array([sweeps[label][r] for r in sorted(sweeps[label])], dtype=float)
+        return rates, vals, np.isfinite(vals)
+
+    shown = [v for lab in labels for v in points(lab)[1] if np.isfinite(v)]
+    diverged = False
+    for ax, label in zip(axes.ravel(), labels):
+        if reference in sweeps and label != reference:
+            r0, v0, ok0 = points(reference)
+            ax.plot(r0[ok0], v0[ok0], ls="--", marker="o", ms=2.5, lw=0.9, color="0.6")
+        rates, vals, ok = points(label)
+        ax.plot(rates[ok], vals[ok], "o-", color="#08306b", lw=1.3, ms=4)
+        if ok.any():
+            j = int(np.argmin(np.where(ok, vals, np.inf)))
+            ax.plot(rates[j], vals[j], "o", ms=10, mfc="none", mew=1.3, color="#d62728")
+        top = blended_transform_factory(ax.transData, ax.transAxes)
+        for r in rates[~ok]:
+            ax.plot(r, 0.93, "x", ms=6, mew=1.5, color="black", transform=top)
+            diverged = True
+        ax.set_title(label, fontsize=9, pad=3)
+        ax.grid(alpha=0.35)
+        ax.grid(alpha=0.12, which="minor")
+        ax.tick_params(labelsize=8)
+    ax0 = axes[0, 0]
+    ax0.set_xscale("log")
+    _zoom(ax0, shown, above=1.0, note=None)
+    above = bool(shown) and max(shown) > ax0.get_ylim()[1]
+    for ax in axes.ravel()[len(labels):]:
+        ax.axis("off")
+    fig.supxlabel("learning rate (log scale)" + ("; \u2191 some scores are above the frame" if above else ""), fontsize=9)
+    fig.supylabel("held-out bits per character\n(seed 1)", fontsize=9)
+    handles = [Line2D([], [], color="#08306b", marker="o", ms=4, lw=1.3, label="the setting's rates"),
+               Line2D([], [], color="#d62728", marker="o", ms=8, mfc="none", ls="none", label="tuned rate"),
+               Line2D([], [], color="0.6", marker="o", ms=2.5, ls="--", lw=0.9, label=f"{reference}, for comparison")]
+    handles = handles if reference in sweeps else handles[:2]
+    if diverged:
+        handles.append(Line2D([], [], color="black", marker="x", ls="none", ms=6, label="diverged"))
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
     return fig
 
 
@@ -122,6 +159,11 @@ def plot_seed_scores(scores: dict, ax=None):
     return fig
 
 
+# verdict: (colour, marker, marker face) -- told apart in grey by the marker: a filled square, a
+# filled diamond, a white circle
+VERDICT_STYLE = {"ref": ("#b2182b", "s", None), "set": ("#1a9850", "D", None), "none": ("#2166ac", "o", "white")}
+
+
 def plot_differences(diffs: dict, ax=None):
     """Each setting's difference from the reference (`stats.differences`: mean of its seeds minus the
     reference's, test half) with its simultaneous interval, one row per setting; right of zero the
@@ -129,9 +171,10 @@ def plot_differences(diffs: dict, ax=None):
     rows = diffs["rows"][::-1]  # the first setting at the top
     fig, ax = _axes(ax, (6.2, 0.36 * len(rows) + 1.2))
     for i, r in enumerate(rows):
-        colour = "C3" if r["lo"] > 0 else "C2" if r["hi"] < 0 else "C0"
+        kind = "ref" if r["lo"] > 0 else "set" if r["hi"] < 0 else "none"
+        colour, marker, fill = VERDICT_STYLE[kind]
         ax.plot([r["lo"], r["hi"]], [i, i], color=colour, lw=2.2, solid_capstyle="butt")
-        ax.plot(r["diff"], i, "o", color=colour, ms=6)
+        ax.plot(r["diff"], i, marker, color=colour, mfc=fill or colour, ms=7)
         if r["method"] != "Dunnett":
             ax.annotate(r["method"], (r["hi"], i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.axvline(0, color="0.3", lw=1)
@@ -140,9 +183,9 @@ def plot_differences(diffs: dict, ax=None):
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(f"setting minus reference, test bits per character ({diffs['level']:.0%} simultaneous intervals)",
                   fontsize=8.5)
-    ax.plot([], [], color="C3", lw=2.2, label="reference better")
-    ax.plot([], [], color="C2", lw=2.2, label="setting better")
-    ax.plot([], [], color="C0", lw=2.2, label="no difference detected")
+    for kind, label in (("ref", "reference better"), ("set", "setting better"), ("none", "no difference detected")):
+        colour, marker, fill = VERDICT_STYLE[kind]
+        ax.plot([], [], color=colour, lw=2.2, marker=marker, mfc=fill or colour, ms=7, label=label)
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.grid(alpha=0.3, axis="x")
     return fig
@@ -152,7 +195,9 @@ def plot_saturation(points: dict, ax=None):
     """Each seed's share of saturated hidden units against its test score ({setting: (shares, scores)})."""
     fig, ax = _axes(ax)
     for i, (label, (shares, scores)) in enumerate(points.items()):
-        ax.plot(np.asarray(shares) * 100, scores, "o", color=f"C{i % 10}", ms=5, alpha=0.85, label=label)
+        st = series_style(i)
+        ax.plot(np.asarray(shares) * 100, scores, st["marker"], color=st["color"], ms=5.5, alpha=0.9, ls="none",
+                mfc="white" if i % 2 else st["color"], label=label)
     ax.set_xlabel("saturated hidden units (% of the units, validation blocks)")
     ax.set_ylabel("test bits per character")
     ax.grid(alpha=0.3)
@@ -167,13 +212,13 @@ def plot_converged(run, lines: dict, ax=None):
     u, bits = curve_bits(run)
     c = run.config
     xs = u * c.seq_length * c.batch_size
-    ax.plot(xs[1:], bits[1:], "o-", lw=1.3, ms=3, label="RNN, held-out loss")
     s = run.smooth_losses / c.seq_length * BITS
-    step = max(1, len(s) // 4000)
-    ax.plot(np.arange(0, len(s), step) * c.seq_length * c.batch_size, s[::step], lw=0.8, alpha=0.7,
-            label="RNN, smooth training loss")
+    k = thin_indices(s)
+    ax.plot(k * c.seq_length * c.batch_size, s[k], lw=0.7, color="#9ecae1", label="RNN, smooth training loss")
+    ax.plot(xs[1:], bits[1:], "o-", lw=1.3, ms=3.5, color="#08306b", label="RNN, held-out loss")
     for i, (label, v) in enumerate(lines.items()):
-        ax.axhline(v, color=f"C{i + 2}", ls="--", lw=1.2, label=label)
+        st = series_style(i + 1)
+        ax.axhline(v, color=st["color"], ls=st["ls"] if st["ls"] != "-" else "--", lw=1.4, label=label)
     _zoom(ax, list(bits[1:]) + list(lines.values()))
     millions_axis(ax, "characters read", float(xs.max()))
     ax.set_ylabel("bits per character")
@@ -193,19 +238,37 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
     epochs = epochs or sorted({e for e in (0, 1, E // 4, E // 2, E - 1) if e < E})
     fig, (a, b) = plt.subplots(1, 2, figsize=(6.2, 3.0), gridspec_kw={"width_ratios": [2, 1]})
     x = (np.arange(S.shape[1]) + 0.5) * stretch
-    for e in epochs:
-        a.plot(x, S[e], lw=1, label=f"epoch {e + 1}")
+    for i, e in enumerate(epochs):
+        st = series_style(i)
+        a.plot(x, S[e], lw=1, color=st["color"], ls=st["ls"], label=f"epoch {e + 1}")
     a.set_xlabel(f"update within the epoch\n(stretches of {stretch:,} updates)")
     a.set_ylabel("mean loss, bits per character")
     a.grid(alpha=0.3)
     a.legend(fontsize=8.5)
     offsets = lowest_smooth_offsets(run)
-    b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3)
+    b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3, color="#08306b")
     b.set_ylim(-0.05 * run.updates_per_epoch, 1.08 * run.updates_per_epoch)  # no point on the frame
     b.set_xlabel("epoch")
     b.set_ylabel("update of the lowest\nsmooth loss in the epoch")
     comma_ticks(a.xaxis)
     comma_ticks(b.yaxis)
     b.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison_panels(panels: dict, size=(6.4, 7.6)):
+    """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
+    panel title to ({label: [Run per seed]}, x) with x "characters" or "updates"."""
+    import matplotlib.pyplot as plt
+
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=size, squeeze=False)
+    for ax, (title, (groups, x)) in zip(axes.ravel(), panels.items()):
+        plot_seed_curves(groups, ax=ax, x=x)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(panels):]:
+        ax.remove()
     fig.tight_layout()
     return fig

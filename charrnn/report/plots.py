@@ -61,30 +61,64 @@ def millions_axis(ax, label: str, xmax: float) -> None:
     ax.set_xlabel(label, fontsize=ax.xaxis.label.get_fontsize())
 
 
+# Series told apart in grey as well as in colour: each has its own line style (dashes given as
+# (offset, (on, off, ...)) in points where the named four run out) and marker, and the
+# colour is a help to the eye, never the only difference.
+STYLES = [dict(color="#08306b", ls="-", marker="o"), dict(color="#e6550d", ls="--", marker="s"),
+          dict(color="#31a354", ls="-.", marker="^"), dict(color="#756bb1", ls=":", marker="D"),
+          dict(color="#636363", ls=(0, (6, 1.5, 1, 1.5, 1, 1.5)), marker="v"),
+          dict(color="#a63603", ls=(0, (1, 1)), marker="P"), dict(color="#3182bd", ls=(0, (8, 2)), marker="X"),
+          dict(color="#000000", ls=(0, (3, 1, 1, 1)), marker="*")]
+
+
+def series_style(i: int) -> dict:
+    """Line style, marker and colour of the i-th series of a plot (see STYLES)."""
+    return dict(STYLES[i % len(STYLES)])
+
+
+def thin_indices(y, max_points: int = 4000, keep=()) -> np.ndarray:
+    """Indices of the points of the curve `y` to draw when it has more than `max_points` points:
+    in each bin of consecutive points its lowest and its highest, in order, so that the drawn curve
+    keeps every dip and peak (its minimum among them), plus the first and the last point and `keep`."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    per = -(-2 * n // max_points)  # two points per bin
+    bins = -(-n // per)
+    pad = bins * per - n
+    lo = np.concatenate([y, np.full(pad, np.inf)]).reshape(bins, per).argmin(axis=1)
+    hi = np.concatenate([y, np.full(pad, -np.inf)]).reshape(bins, per).argmax(axis=1)
+    start = np.arange(bins) * per
+    extra = [int(k) for k in keep if 0 <= int(k) < n]
+    return np.unique(np.concatenate([start + lo, start + hi, [0, n - 1], extra]).astype(int))
+
+
 def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000):
     """Smooth loss against updates, epoch boundaries dotted, optionally the best point marked.
 
-    Long histories are thinned to about `max_points` points (every k-th update) for drawing only.
+    Long histories are thinned for drawing only (`thin_indices`: the lowest and the highest point of
+    each bin, and the best update), so the marked best point lies on the drawn curve.
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.2, 2.9))
     s = run.smooth_losses
-    step = max(1, len(s) // max_points)
-    x = np.arange(0, len(s), step)
-    ax.plot(x, s[::step], lw=1.2, color="C0", label="smooth loss")
+    best = mark_best and run.best_update >= 0
+    x = thin_indices(s, max_points, keep=[run.best_update] if best else ())
+    ax.plot(x, s[x], lw=0.8, color="#4a7fb5", label="smooth loss")
     if len(s) > 200:  # the first updates fall from T log K: cut them off so the rest shows detail
         top = float(np.quantile(s, 0.995))
         lo = float(s.min())
-        ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
+        ax.set_ylim(lo - 0.08 * (top - lo), top + 0.05 * (top - lo))
         if s[0] > top:
             note_above(ax, f"the first updates are above the frame: the smooth loss starts at {s[0]:.1f}")
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
-    if mark_best and run.best_update >= 0:
-        ax.plot(run.best_update, run.best_smooth, "o", color="C3",
+    if best:  # red, ringed in black: it stands out from the curve in grey too
+        ax.plot(run.best_update, s[run.best_update], "o", ms=8, color="#d62728", mec="black", mew=1.3, zorder=3,
                 label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
     ax.xaxis.label.set_fontsize(9)
     millions_axis(ax, f"updates (dotted lines: epoch boundaries, {per:,} updates each)", len(s))
