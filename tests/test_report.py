@@ -273,3 +273,91 @@ def test_summary_cells_move_to_just_after_the_title():
                 v4.new_code_cell("s", metadata={"tags": ["summary"]})]
     render.summary_first(nb)
     assert [c.source for c in nb.cells] == ["T", "S", "s", "a", "b"]
+
+
+def foot_space(pdf: Path) -> list:
+    """The share of each page's text area left empty below its last ink, measured as the project's
+    page-space tool does: pages drawn at 20 dpi in grey (pdftoppm), the top 7% and bottom 9% of the
+    page (running head, page number) left out, ink being a pixel darker than 200."""
+    from PIL import Image
+
+    out = pdf.parent / "pagespace"
+    out.mkdir(exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "20", "-gray", str(pdf), str(out / "p")], check=True)
+    shares = []
+    for f in sorted(out.iterdir()):
+        img = Image.open(f)
+        w, h = img.size
+        px = img.load()
+        top, bottom = int(0.07 * h), int(0.91 * h)
+        last = max([y for y in range(top, bottom) if any(px[x, y] < 200 for x in range(w))], default=top)
+        shares.append(1 - (last - top + 1) / (bottom - top))
+    return shares
+
+
+def long_notebook_cells():
+    """Sections of text with tall figures and a list, and a 1,000-character passage of short lines
+    (the kind set in two columns): enough for the float rules to have work on several pages."""
+    v4 = nbformat.v4
+    words = ("The smooth loss falls as the network learns the spelling of words and the layout of "
+             "speeches, and the held-out score follows it until the rate is too high. ") * 6
+    dialogue = "\n".join(f"SPEAKER {i % 3}.\nA short line of verse, number {i}.\n" for i in range(40))[:1000]
+    cells = []
+    for s in range(4):
+        cells.append(v4.new_markdown_cell(f"## Section {s}\n\nSee [Figure](#fig-s{s}).\n\n{words}\n\n{words}"))
+        cells.append(v4.new_code_cell(
+            "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\nfrom charrnn import report\n"
+            f"fig, ax = plt.subplots(figsize=(6, {2.5 + s}))\nax.plot([1, 3, 2])\n"
+            f"report.show_figure(fig, 'fig-s{s}', 'A figure of section {s}.')"))
+        cells.append(v4.new_markdown_cell(f"{words}\n\n" + "\n".join(f"- **Item {i}.** {words[:300]}" for i in range(5))))
+    cells.append(v4.new_code_cell(f"from charrnn import report\nreport.show_passage({dialogue!r}, 'psg-long', 'A long passage.')"))
+    cells.append(v4.new_markdown_cell(f"## Last section\n\n[Passage](#psg-long) reads.\n\n{words}"))
+    return cells
+
+
+def test_small_report_pages_are_full_and_floats_stay_in_their_sections(tmp_path):
+    """The rendered small notebook, with sections, tall figures, lists and a long passage: no page
+    but the last more than 30% empty at its foot (measured, as page-space does); every figure placed
+    after the heading of its section; the passage whole on one page or in one column, its caption
+    explaining the return sign; none of the float rules left broken."""
+    from charrnn.report import captions, pdf
+
+    executed = small_executed(tmp_path, long_notebook_cells())
+    render.render(executed, html=False)
+    typ = tmp_path / "executed.typ"
+    facts = pdf.layout_facts(typ)
+    assert [p for p in pdf.layout_problems(facts) if p[0] != "list split"] == []
+    headings = pdf.kind_of(facts, "heading")
+    at = lambda it: (it["page"], it["y"])  # noqa: E731
+    for anchor in pdf.kind_of(facts, "anchor"):
+        top = next(f for f in pdf.kind_of(facts, "figure") if f["label"] == anchor["label"])
+        assert anchor["headings"] == 0 or at(top) >= at(headings[anchor["headings"] - 1]), anchor
+    text = typ.read_text()
+    assert re.search(r'name: "Passage 2", fit: "(whole|one-column)"', text), "the long passage is neither whole nor in one column"
+    assert "ends each line of the text" in re.sub(r"\s+", " ", "\n".join(pdf_text(tmp_path / "executed.pdf")))
+    assert captions.RETURN_NOTE.startswith("(\u21b5")
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("no pdftoppm (apt-get install poppler-utils): the pages' empty share is not measured")
+    shares = foot_space(tmp_path / "executed.pdf")
+    assert len(shares) >= 4 and max(shares[:-1]) <= 0.30, [f"{s:.0%}" for s in shares]
+
+
+def test_layout_problems_sees_a_figure_above_its_heading_and_a_split_list():
+    """The float rules' check can fail: a figure placed above its section's heading, one placed below
+    a later section's heading, and a list running over a page break with a figure inside it."""
+    from charrnn.report import pdf
+
+    facts = {"text-top": 62, "text-bottom": 768, "text-height": 706, "items": [
+        {"kind": "heading", "page": 1, "y": 300}, {"kind": "heading", "page": 2, "y": 400},
+        {"kind": "anchor", "label": "fig-a", "headings": 1, "page": 1, "y": 320},
+        {"kind": "figure", "label": "fig-a", "page": 1, "y": 62},
+        {"kind": "anchor", "label": "fig-b", "headings": 1, "page": 1, "y": 700},
+        {"kind": "figure", "label": "fig-b", "page": 2, "y": 500},
+        {"kind": "list", "page": 1, "y": 600}, {"kind": "list-end", "page": 2, "y": 300}]}
+    problems = pdf.layout_problems(facts)
+    assert ("figure above its heading", "fig-a") in problems
+    assert ("below a later heading", "fig-b", 2, False) in problems
+    assert not any(p[0] == "list split" for p in problems)  # fig-b is below the list's end
+    facts["items"][5]["y"] = 62
+    problems = pdf.layout_problems(facts)
+    assert [p[:2] for p in problems if p[0] == "list split"] == [("list split", 1)]

@@ -6,6 +6,7 @@
     captions        numbered figures, tables and passages with their captions
     speed           a short timing of the training forms, for the appendix
     render          the executed notebook to HTML and to PDF (pandoc's typst writer, typst)
+    pdf             the PDF side: pandoc's typst, compiled; where figures, lists and passages went, and the float rules
     html            the HTML of the report, one file that works offline (formulas as MathML)
     watch           the training progress on the terminal of `make report`
     parameters      the notebook's parameters from the environment, checked first; `make report`'s guarded nbconvert

@@ -94,14 +94,20 @@ def show_table(header, rows, label: str, caption: str, align=None):
             metadata=_report_meta(label, caption, "table", table=table))
 
 
+RETURN_NOTE = "(\u21b5 ends each line of the text; a line too long for the frame goes on, indented, below.)"
+
+
 def show_passage(parts, label: str, caption: str):
     """Show text in a frame, its own line breaks kept: each line of the text ends with a return
     sign, and a line too long for the frame continues, indented, on the next (so wrapping by the
-    page is told apart from the text's newlines). `parts` is a string, or a list of (heading, text)
-    shown one after the other in the same frame. Returns nothing."""
+    page is told apart from the text's newlines); the caption ends with RETURN_NOTE, which says so.
+    `parts` is a string, or a list of (heading, text) shown one after the other in the same frame.
+    In the PDF a passage that fits on a page is set whole on one, or else in one column (see
+    charrnn.report.pdf.compile_pdf). Returns nothing."""
     from IPython.display import Markdown, display
 
     parts = [(None, parts)] if isinstance(parts, str) else [(h, t) for h, t in parts]
+    caption = f"{caption} {RETURN_NOTE}"
     rows = []
     for heading, text in parts:
         if heading:

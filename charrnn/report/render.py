@@ -1,7 +1,8 @@
 """The executed report notebook to HTML (nbconvert) and to PDF with pip packages only: the notebook's
-text and outputs as pandoc Markdown, pandoc's typst writer (pypandoc-binary) with our template
-(report_template.typ), and the typst compiler (the `typst` package, its own fonts only). The HTML is
-one file that works offline, its formulas MathML (charrnn.report.html).
+text and outputs as pandoc Markdown, then pandoc's typst writer (pypandoc-binary) with our template
+(report_template.typ) and the typst compiler (the `typst` package, its own fonts only), with the
+float rules checked on the pages (charrnn.report.pdf). The HTML is one file that works offline, its
+formulas MathML (charrnn.report.html).
 
     python -m charrnn.report.render report/assignment4.ipynb    # writes report/assignment4.html and .pdf
 
@@ -26,10 +27,9 @@ from pathlib import Path
 import nbformat
 
 from charrnn.report.html import write_html
+from charrnn.report.pdf import (TEMPLATE, caption_positions, compile_pdf, figure_size,  # noqa: F401 (used by tests)
+                                metadata_args, passage_typst, typst_from_markdown)
 
-TEMPLATE = Path(__file__).with_name("report_template.typ")
-TEXT_WIDTH_IN = 16.4 / 2.54  # the template's text width
-TEXT_HEIGHT_IN = (29.7 - 2.2 - 2.6) / 2.54 - 0.9  # the page's text height, less room for a caption
 REFERENCE = re.compile(r"\[(Figure|Table|Passage)s?\]\(#((?:fig|tbl|psg)-[a-z0-9-]+)\)")
 SKIP_TAGS = {"html-only", "title"}
 
@@ -85,34 +85,6 @@ def resolve_references(nb) -> int:
     return count
 
 
-def _typst_string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "    ") + '"'
-
-
-def passage_columns(meta: dict) -> int:
-    """2 for a long passage of short lines (verse, dialogue), set in two columns to halve its
-    height; else 1. Short: 3 lines in 4 fit half the frame's width (44 characters) unwrapped."""
-    lengths = sorted(len(line) for _, text in meta["parts"] for line in text.split("\n"))
-    return 2 if len(lengths) > 40 and lengths[int(0.75 * (len(lengths) - 1))] <= 44 else 1
-
-
-def passage_typst(meta: dict) -> str:
-    """A framed passage as a raw typst block (the template's `passage` function)."""
-    parts = []
-    for heading, text in meta["parts"]:
-        lines = "".join(_typst_string(line) + ", " for line in text.split("\n"))
-        parts.append(f"({_typst_string(heading) if heading else 'none'}, ({lines})),")
-    caption = f"[#strong[{meta['name']}.] #{_typst_string(meta['caption'])}]"
-    return (f"```{{=typst}}\n#passage({caption}, ({' '.join(parts)}), cols: {passage_columns(meta)}, name: {_typst_string(meta['name'])})\n"
-            f"<{meta['label']}>\n```")
-
-
-def figure_size(meta: dict):
-    """(width, height) in inches of a figure on the page, and the scale from its drawn size (<= 1)."""
-    scale = min(1.0, TEXT_WIDTH_IN / meta["width_in"], TEXT_HEIGHT_IN / meta["height_in"])
-    return meta["width_in"] * scale, meta["height_in"] * scale, scale
-
-
 def notebook_markdown(nb, media: Path) -> str:
     """The text and outputs of an executed notebook as pandoc Markdown; images are written to `media`."""
     media.mkdir(parents=True, exist_ok=True)
@@ -158,82 +130,10 @@ def meta_caption(meta: dict) -> str:
     return f"**{meta['name']}.** {meta['caption']}"
 
 
-def metadata_args(nb) -> list:
-    """pandoc -M options for the title block, from the notebook's metadata."""
-    md = nb.metadata
-    args = ["-M", f"title={md.get('title', 'Report')}"]
-    for a in md.get("authors", []):
-        args += ["-M", f"author={a['name'] if isinstance(a, dict) else a}"]
-    for key in ("course", "date"):
-        if md.get(key):
-            args += ["-M", f"{key}={md[key]}"]
-    return args
-
-
 def to_typst(nb, out_dir: Path, stem: str) -> Path:
     """Write <stem>.md (pandoc Markdown) and <stem>.typ (typst) in out_dir; returns the .typ path."""
-    import subprocess
-
-    import pypandoc
-
     media = out_dir / f"{stem}_files"
-    md = out_dir / f"{stem}.md"
-    md.write_text(notebook_markdown(nb, media))
-    typ = out_dir / f"{stem}.typ"
-    cmd = [pypandoc.get_pandoc_path(), str(md), "-f", "markdown", "-t", "typst", "-s", "--columns=1000",
-           "--template", str(TEMPLATE), "--resource-path", str(media), "-o", str(typ)] + metadata_args(nb)
-    subprocess.run(cmd, check=True)
-    # pandoc writes image paths as given in the Markdown: make them relative to the .typ file
-    text = typ.read_text()
-    text = re.sub(r'image\("([^"/]+\.png)"', lambda m: f'image("{media.name}/{m.group(1)}"', text)
-    typ.write_text(keep_figures_before_passages(fix_math(text)))
-    return typ
-
-
-def keep_figures_before_passages(text: str) -> str:
-    """A figure directly before a framed passage (or before the one paragraph that leads into it) is
-    set where it stands (placement: none): a float there would be placed at the foot of the page the
-    passage starts on, cutting into the passage."""
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not line.startswith("#passage("):
-            continue
-        j = i - 1
-        while j >= 0 and not lines[j].strip():
-            j -= 1
-        if j >= 0 and lines[j][:1] not in ("#", "<", "=", ")", " ", "-", "+"):  # one paragraph of text
-            j -= 1
-            while j >= 0 and not lines[j].strip():
-                j -= 1
-        if j < 0 or not lines[j].startswith("<fig-"):
-            continue
-        while j >= 0 and not lines[j].startswith("#figure("):
-            j -= 1
-        if j >= 0 and lines[j].startswith("#figure(image("):
-            lines[j] = lines[j].replace("#figure(", "#figure(placement: none, ", 1)
-    return "\n".join(lines)
-
-
-def fix_math(text: str) -> str:
-    """Mend pandoc's typst maths where typst reads it otherwise: \\mathrm{word} came out as spaced
-    letters, \\; as no space, and \\odot as a symbol name typst 0.15 no longer knows."""
-    text = re.sub(r"upright\(((?:\w )+\w)\)", lambda m: 'op("' + m.group(1).replace(" ", "") + '")', text)
-    return text.replace("#h(0em)", "#h(0.28em)").replace("dot.circle", "⊙")
-
-
-def compile_pdf(typ: Path, pdf: Path) -> None:
-    """typst -> PDF with typst's own fonts (the output does not depend on the machine's fonts)."""
-    import typst
-
-    typst.compile(str(typ), output=str(pdf), root=str(typ.parent), ignore_system_fonts=True)
-
-
-def caption_positions(typ: Path) -> list:
-    """Where each figure caption ends on its page (typst query): [{page, y, page-height, margin-bottom}] in pt."""
-    import typst
-
-    return json.loads(typst.query(str(typ), "<caption-end>", field="value", root=str(typ.parent),
-                                  ignore_system_fonts=True))
+    return typst_from_markdown(notebook_markdown(nb, media), out_dir / f"{stem}.md", media, metadata_args(nb))
 
 
 def summary_first(nb) -> None:
