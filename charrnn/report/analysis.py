@@ -113,15 +113,18 @@ def feature_excerpt(text: str, mask, width: int = 70, max_rows: int = 6) -> tupl
     """(start, end) of the excerpt of `text` to show a feature on: whole lines from a line start (the
     text's start only if it has no other), at most `max_rows` printed rows of `width` characters,
     holding the most positions where the feature holds (`mask`) and where it does not (the larger
-    of their smaller count), the earliest such."""
+    of their smaller count); of those, the one with the fewest empty lines, then the one with the
+    feature nearest its middle."""
     mask = np.asarray(mask, dtype=bool)
     starts = [t + 1 for t, ch in enumerate(text) if ch == "\n" and t + 1 < len(text)] or [0]
-    best, where = (-1, -1), (0, 0)
+    best, where = (-1, -1, -np.inf), (0, 0)
     for start in starts:
         rows = _char_rows(text[start:start + width * max_rows], width)[:max_rows]
         end = start + sum(len(r) for r in rows)
-        on = int(mask[start:end].sum())
-        score = (min(on, end - start - on), on)
+        hits = np.flatnonzero(mask[start:end])
+        centred = -abs(hits.mean() - (end - start) / 2) if hits.size else -np.inf
+        full = sum(len(r) > 1 for r in rows)  # rows that are more than an empty line
+        score = (min(hits.size, end - start - hits.size), full, centred)
         if score > best:
             best, where = score, (start, end)
     return where
