@@ -137,3 +137,13 @@ def test_series_are_told_apart_without_colour():
     assert len({ln.get_marker() for ln in fig.axes[0].get_lines()}) == 8
     assert len({(s["ls"], s["marker"]) for s in plots.STYLES}) == len(plots.STYLES)
     assert len({k[1:] for k in evidence_plots.VERDICT_STYLE.values()}) == 3
+
+
+def test_the_comparison_panels_say_once_that_the_first_evaluations_are_above_the_frames():
+    groups = {"reference": [fake_run(2.5, s) for s in range(3)], "Adam": [fake_run(2.6, s + 9) for s in range(3)]}
+    fig = evidence_plots.plot_comparison_panels({"Optimisers": (groups, "characters"), "Again": (groups, "updates"),
+                                                 "Third": (groups, "characters")})
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 3 and not any(ax.texts for ax in panels)  # no note of its own over a panel's title
+    assert fig.get_suptitle().startswith("\u2191")
+    assert all(distinct_styles([ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]) for ax in panels)

@@ -53,10 +53,12 @@ def plot_heldout_curve(run, ax=None):
     return fig
 
 
-def plot_seed_curves(groups: dict, ax=None, x="characters"):
+def plot_seed_curves(groups: dict, ax=None, x="characters", note=True):
     """Held-out curves of several settings ({label: [Run per seed]}): the mean over the seeds as a
     line, the range between the lowest and the highest seed as a band; against characters read
-    (updates x T x B), updates or training seconds. Each setting has its own line style and marker."""
+    (updates x T x B), updates or training seconds. Each setting has its own line style and marker.
+    The y range is zoomed on where the curves end; `note`: say so above the plot when the first
+    evaluations are above the frame (a figure of several panels says it once instead)."""
     fig, ax = _axes(ax)
     shown = []
     others = [label for label in groups if label != "reference"]  # the reference keeps the first style in every plot
@@ -74,7 +76,7 @@ def plot_seed_curves(groups: dict, ax=None, x="characters"):
         ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=st["color"], alpha=0.13, lw=0)
         ax.plot(xs[1:], B.mean(axis=0)[1:], lw=1.4, ms=4, mfc="white", **st, label=f"{label} ({len(runs)} seeds)")
         shown += list(B[:, 1:].ravel())
-    _zoom(ax, shown)
+    _zoom(ax, shown, note="higher values (the first evaluations) are above the frame" if note else None)
     millions_axis(ax, {"characters": "characters read", "updates": "updates",
                        "seconds": "training time (s, mean over the seeds)"}[x],
                   0.0 if x == "seconds" else float(np.max(xs)))
@@ -259,16 +261,28 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
 
 def plot_comparison_panels(panels: dict, size=(6.4, 7.6)):
     """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
-    panel title to ({label: [Run per seed]}, x) with x "characters" or "updates"."""
+    panel title to ({label: [Run per seed]}, x) with x "characters" or "updates". The legend sits at
+    the upper right of each panel (where the falling curves are low); one note for the figure says
+    when the first evaluations are above the frames."""
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=size, squeeze=False)
-    for ax, (title, (groups, x)) in zip(axes.ravel(), panels.items()):
-        plot_seed_curves(groups, ax=ax, x=x)
+    fig, axes = plt.subplots(rows, 2, figsize=size, squeeze=False, layout="constrained")
+    above = False
+    for k, (ax, (title, (groups, x))) in enumerate(zip(axes.ravel(), panels.items())):
+        plot_seed_curves(groups, ax=ax, x=x, note=False)
+        top = ax.get_ylim()[1]
+        above |= any(np.nanmax(curve_bits(r)[1]) > top for runs in groups.values() for r in runs if r is not None)
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
+        ax.set_ylabel("held-out bits per character" if k % 2 == 0 else "", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # "80,000" and its neighbours clear of each other
+        ax.legend(fontsize=8, loc="upper right", handlelength=3)
     for ax in axes.ravel()[len(panels):]:
         ax.remove()
-    fig.tight_layout()
+    if above:
+        fig.suptitle("\u2191 in each panel the first evaluations are above the frame", fontsize=8, color="0.3",
+                     x=0.02, ha="left")
     return fig
