@@ -8,7 +8,7 @@ import numpy as np
 
 import rnn_core as rc
 from charrnn.report.plots import known_word_fraction, sci
-from charrnn.study import evidence, experiments
+from charrnn.study import evidence, experiments, findings
 
 # The course's published figures on its own corpus (quoted in the report, never computed here): the
 # reference run of the course's assignment text, and one published student report.
@@ -208,4 +208,57 @@ def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, k
                  f"test half, against {mix['rnn']:.3f} for the RNN and {mix['ngram']:.3f} for the n-gram alone: "
                  + (f"{better - mix['mixture']:.3f} bits below the better of the two, so the two models are wrong on "
                     "different characters." if mix["mixture"] < better else "no better than the better of the two."))
+    return "\n".join(lines) + "\n"
+
+
+def rise_count_text(res: dict) -> str:
+    """One sentence from `findings.rise_count_rows`: which settings have seeds whose held-out curve rises."""
+    rows = findings.rise_count_rows(res)
+    rising = [f"{name} ({seeds})" for name, seeds, _ in rows if not seeds.startswith("0 of")]
+    flat = [name for name, seeds, _ in rows if seeds.startswith("0 of")]
+    said = (f"Seeds whose held-out curve ever rises from one evaluation to the next: {_join(rising)}"
+            if rising else "No seed's held-out curve ever rises from one evaluation to the next")
+    return said + (f"; never in {_join(flat)}." if flat else ".")
+
+
+def _join(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def part2_summary(diffs: dict, res: dict, seeds: int, best: str, conv_score: float, kn_best: float, order: int,
+                  mix: dict) -> str:
+    """The summary's bullet for Part II: the verdicts, the detectable difference, the RNN against the n-gram."""
+    verdicts = findings.discussion_lines(diffs, res, seeds)[1].removeprefix("- **Verdicts** ")
+    return (f"- **Part II.** Seven changes of the reference, {seeds} seeds each, scored on held-out text "
+            f"([Figure](#fig-differences)): {verdicts} Trained until it stops improving, the best setting "
+            f"({best}) scores {conv_score:.3f} bits per character on the test half, against {kn_best:.3f} for the "
+            f"order-{order} Kneser-Ney n-gram and {mix['mixture']:.3f} for their mixture ([Table](#tbl-converged)).\n")
+
+
+def conclusion(checks: dict, tol: float, main, long, text_5000: str, samples: dict, train_text: str, diffs: dict,
+               res: dict, seeds: int, best: str, conv_score: float, kn_best: float, order: int, mix: dict) -> str:
+    """The report's conclusion, every number from the arguments: Part I, Part II's verdicts, sampling,
+    and the RNN against the n-gram and the mixture."""
+    worst = max(r["max_rel"] for table in list(checks.values())[:2] for r in table.values())
+    T = main.config.seq_length
+    known = {k: known_word_fraction(t, train_text) for k, t in samples.items()}
+    lines = [
+        f"- **Part I.** The gradients of BPTT are right ({'pass' if worst < tol else 'FAIL'}: largest relative error "
+        f"{sci(worst)}). Trained with the assignment's settings, the network goes from a uniform guess "
+        f"({main.smooth_losses[0]:.2f}) to a smooth loss of {main.smooth_loss:.2f} in {main.update:,} updates and "
+        f"{long.best_smooth:.2f} ({long.best_smooth / T / math.log(2):.2f} bits per character) in {long.update:,}; "
+        f"{known_word_fraction(text_5000, train_text):.0%} of the words it writes are words of the corpus.",
+        *findings.discussion_lines(diffs, res, seeds),
+        f"- **Sampling.** Lowering the temperature to 0.5 raises the share of real words from "
+        f"{known['temperature 1.0 (plain)']:.0%} to {known['temperature 0.5']:.0%}, and top-p 0.5 to "
+        f"{known['top-p 0.5']:.0%}, at the cost of variety ([Table](#tbl-sampling)).",
+        f"- **Against n-grams.** Trained until it stops improving, the best setting ({best}) scores "
+        f"{conv_score:.3f} bits per character on the test half, the order-{order} Kneser-Ney model {kn_best:.3f}: "
+        f"the RNN is {'worse' if conv_score > kn_best else 'better'} by {abs(conv_score - kn_best):.3f} bits, and "
+        f"their mixture, {mix['mixture']:.3f}, is "
+        + ("better than either." if mix["mixture"] < min(mix["rnn"], mix["ngram"]) else "no better than the better one."),
+        "- **Budgets.** Every comparison of Part II is at one short budget (under two passes over the text): $B = 32$ "
+        "makes 32 times fewer updates for the same characters, and the capacity results measure learning speed as "
+        "much as capacity; neither says where a long run would end.",
+    ]
     return "\n".join(lines) + "\n"

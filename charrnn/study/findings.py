@@ -64,7 +64,7 @@ def power_text(diffs: dict, seeds: int, settings: int) -> str:
     d = stats.design_power(diffs["pooled_sd"], seeds, settings)
     return (f"With {seeds} seeds per setting and the pooled spread s = {diffs['pooled_sd']:.3f} bits, the smallest "
             f"difference from the reference these intervals detect with {stats.POWER:.0%} power is "
-            f"**{d:.3f} bits per character** ({d / diffs['pooled_sd']:.1f} s; [Table](#tbl-power)). A true "
+            f"**{d:.3f} bits per character** ({d / diffs['pooled_sd']:.1f} s). A true "
             "difference smaller than that is more likely than not to read \"no difference detected\".")
 
 
@@ -221,7 +221,7 @@ def rise_text(header: list, rows: list, updates: list, train_text: str, seq_leng
     return text + ("A network reading the text in order fits the play it is reading (its names, its speakers' tags, "
                    "its words) at the expense of the others, so its held-out curve moves with where it stands in the "
                    "text; runs reading random locations, shuffled chunks or several streams at once see every play "
-                   "all the time and their curves never rise ([Table](#tbl-rises)). This is why every run is scored on "
+                   "all the time and their curves never rise. This is why every run is scored on "
                    "its final parameters, after the same characters: all seeds of an in-order setting then stand at "
                    f"the same place in the text. That place is part of what is compared, though: the in-order settings "
                    f"are scored where the budget leaves them, reading {_join(plays_read(train_text, seq_length, updates[-1] - 1, updates[-1]))}, "
@@ -249,7 +249,7 @@ def protocol_markdown(v: dict) -> str:
 - **Scoring.** The n-gram reads each held-out block with its context cut at the block start; the
   RNN reads every block from one hidden state, the one it carries at the end of training (which
   holds nothing of the block), not from a zero state, from which a trained network can fall into a
-  degenerate regime for a whole block ([Table](#tbl-start)). A run's **score** on a half is that of
+  degenerate regime for a whole block. A run's **score** on a half is that of
   its final parameters: every run of a comparison has read the same characters, and nothing of its
   earlier evaluations enters. (It is also evaluated {v['evals']} times over its updates on all blocks,
   for the curves.)
