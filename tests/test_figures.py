@@ -147,3 +147,16 @@ def test_the_comparison_panels_say_once_that_the_first_evaluations_are_above_the
     assert len(panels) == 3 and not any(ax.texts for ax in panels)  # no note of its own over a panel's title
     assert fig.get_suptitle().startswith("\u2191")
     assert all(distinct_styles([ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]) for ax in panels)
+
+
+def test_the_sampling_controls_draw_from_a_stream_other_than_the_best_models_passages():
+    """With Passage 3's stream, the plain sample became Passage 3 once the prime was forgotten."""
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parent.parent / "assignment4.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    passages = re.findall(r"rng = np\.random\.default_rng\(([^\n]*)\)\n[^\n]*rc\.synthesize\(", code)
+    controls = re.findall(r"rc\.sample_text\([^\n]*np\.random\.default_rng\((.*?)\), PRIME", code)
+    assert passages and controls and set(passages).isdisjoint(controls), (passages, controls)
