@@ -116,7 +116,7 @@ def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: 
 - **Samples.** A crude but computed measure of the samples: the share of their letter runs that are
   words of the corpus. At update 0, when every character is about equally likely, it is
   {known[0]:.0%} (short runs such as "a" or "I" match by chance); at update {u_last:,} it is
-  {known[u_last]:.0%}; in the 5000 characters from the best model ([Passage](#psg-best-5000)), {known_word_fraction(text_5000, corpus_text):.0%}.
+  {known[u_last]:.0%}; in the 5000 characters from the best model, {known_word_fraction(text_5000, corpus_text):.0%}.
 - **Best model.** The lowest smooth loss of the long run is {long.best_smooth:.2f}
   ({long.best_smooth / T:.3f} nats, {long.best_smooth / T / math.log(2):.3f} bits per character)
   at update {long.best_update:,}, in epoch {best_epoch(long)} of a run of {long.update / long.updates_per_epoch:.1f} epochs.
