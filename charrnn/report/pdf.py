@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("report_template.typ")
-TEXT_WIDTH_IN = 16.4 / 2.54  # the template's text width
-TEXT_HEIGHT_IN = (29.7 - 2.2 - 2.6) / 2.54 - 0.9  # the page's text height, less room for a caption
+TEXT_WIDTH_IN = (21 - 2 * 2.0) / 2.54  # the template's text width (A4, its margins)
+TEXT_HEIGHT_IN = (29.7 - 2.0 - 2.4) / 2.54 - 0.9  # the page's text height, less room for a caption
 
 
 def _typst_string(s: str) -> str:
@@ -118,7 +118,8 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
     or nothing more can be done. A figure placed above its section's heading goes to the foot of a
     page instead (`placement: bottom`); one placed below a later section's heading is set where it
     stands if that is on its page, else at the top of the page. A list split by a figure: the figure
-    is set where it stands if it stands just before the list on that page; else the list is kept
+    is set where it stands if it stands just before the list on that page, or goes to the foot of
+    the page if it stands just after the list on the page where the list ends; else the list is kept
     whole on one page if it fits on one and moving it leaves at most a quarter of its page empty
     (else it stays split: layout_problems still names it). A framed
     passage that fits on a page is set whole on one, where it starts if it fits in the rest of that
@@ -134,8 +135,8 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
         facts = layout_facts(typ)
         for problem in layout_problems(facts):
             kind, what = problem[0], problem[1]
-            if kind in ("figure above its heading", "set where it stands"):
-                place = "bottom" if kind == "figure above its heading" else "none"
+            if kind in ("figure above its heading", "set where it stands", "to the foot"):
+                place = "none" if kind == "set where it stands" else "bottom"
                 text = re.sub(rf"lbl: <{what}>, placement: \w+,", f"lbl: <{what}>, placement: {place},", text)
             elif kind == "below a later heading":  # on its own page: where it stands; later: at the top
                 place = "none" if problem[3] else "top"
@@ -179,7 +180,8 @@ def layout_problems(facts: dict) -> list:
     gap: the room from its start, or from the heading just above it, to the foot of its first page,
     both as shares of the text height; later: the labels of those figures carried over from an
     earlier page); ("set where it stands", label), a figure that stands just before the list and
-    was placed below it on that page."""
+    was placed below its start on that page; ("to the foot", label), one that stands just after the
+    list and was placed above its end on that page."""
     at = lambda it: (it["page"], it["y"])  # noqa: E731
     kind = lambda k: kind_of(facts, k)  # noqa: E731
     headings, figures, anchors = kind("heading"), kind("figure"), kind("anchor")
@@ -189,7 +191,7 @@ def layout_problems(facts: dict) -> list:
         if anchor["headings"] and at(top) < at(headings[anchor["headings"] - 1]):
             problems.append(("figure above its heading", anchor["label"]))
         later = [n for n, h in enumerate(headings[anchor["headings"]:], anchor["headings"] + 1)
-                 if h["page"] == top["page"] and h["y"] < top["y"] and at(h) > at(anchor)]
+                 if h["page"] == top["page"] and h["y"] < top["y"]]
         if later:
             problems.append(("below a later heading", anchor["label"], later[0], top["page"] == anchor["page"]))
     for n, (start, end) in enumerate(zip(kind("list"), kind("list-end")), 1):
@@ -206,6 +208,8 @@ def layout_problems(facts: dict) -> list:
             anchor = next(a for a in anchors if a["label"] == f["label"])
             if f["page"] == start["page"] == anchor["page"] and anchor["y"] <= start["y"]:
                 problems.append(("set where it stands", f["label"]))
+            elif f["page"] == end["page"] == anchor["page"] and anchor["y"] >= end["y"]:
+                problems.append(("to the foot", f["label"]))
             elif f["page"] > anchor["page"]:
                 later.append(f["label"])
         if inside:
