@@ -16,14 +16,14 @@ from charrnn.report import render
 ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT / "assignment4.ipynb"
 JUPYTER = [sys.executable, "-m", "jupyter"]
-SECTIONS = ["Set-up and data", "Part I: the assignment", "The model", "Gradient check", "Training",
+SECTIONS = ["Summary", "Set-up and data", "Part I: the assignment", "The model", "Gradient check", "Training",
             "The best model", "Discussion", "Part II: beyond the assignment", "Sampling controls",
-            "Held-out evaluation", "Kneser-Ney n-grams", "Optimisers", "Training order", "Mini-batches",
-            "Capacity", "Seed-to-seed spread", "Inside the network", "Discussion of Part II",
+            "Held-out evaluation", "Kneser-Ney n-grams", "Differences from the reference", "What each comparison changes",
+            "Seed-to-seed spread", "Inside the network", "Conclusion",
             "The lowest smooth loss and the text it was measured on", "Learning rates", "Trained until it stops improving"]
 FIGURES = ["smooth_loss_main_run", "smooth_loss_long_run", "sampling_temperature_top_p",
-           "validation_reference_run", "optimisers_adagrad_adam", "training_orders", "minibatches", "capacity",
-           "seed_spread", "hidden_units_text", "next_character_candidates", "smooth_loss_by_stretch",
+           "validation_reference_run", "comparisons", "differences_from_reference", "saturation",
+           "hidden_units_text", "next_character_candidates", "smooth_loss_by_stretch",
            "learning_rate_sweep", "converged_run"]
 
 
