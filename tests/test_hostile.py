@@ -319,7 +319,7 @@ def test_faults_that_succeed(results, case):
 # ----------------------------------------------------------------------------- signals and a second writer
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_termination_saves_refuses_a_second_writer_and_resumes_bit_for_bit(base, tmp_path, signum):
-    args = ["train", "--data", str(base / "corpus.txt"), "--max-updates", "6000", "--epochs", "1000000",
+    args = ["train", "--data", str(base / "corpus.txt"), "--max-updates", "30000", "--epochs", "1000000",
             "--backend", "numpy", *TINY]
     ref = tmp_path / "ref.npz"
     assert subprocess.run([sys.executable, "-m", "charrnn", *args, "--out", str(ref)], env=env(),
