@@ -2,6 +2,8 @@
 kernels, training, study and report, each importing only the ones before it, and the command line on top."""
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,17 @@ def test_every_wing_lists_its_modules():
         listed = {m[1] for line in doc.splitlines()[1:] if (m := re.match(r"\s*(\w+)\s{2,}\S", line))}
         present = {p.stem for p in (PACKAGE / w).glob("*.py")} - {"__init__"}
         assert listed == present, w
+
+
+def test_naming_a_run_compiles_nothing():
+    """A run's cache key resolves the backend "auto" by whether numba imports, never by compiling a kernel
+    (a fresh process: the kernels' compile cache stays empty after naming runs of every kind)."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from conftest import TEXT\n"
+            "from charrnn import study, training\nfrom charrnn.kernels import ops\n"
+            "corpus = training.corpus_from_text(TEXT, seq_length=10)\n"
+            "for c in (training.Config(), training.Config(batch_size=8), training.Config(holdout=0.1)):\n"
+            "    study.run_key(corpus, c)\n"
+            "print(sorted(ops._COMPILED))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
