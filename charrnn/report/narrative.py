@@ -228,9 +228,9 @@ def _join(items: list) -> str:
 def part2_summary(diffs: dict, res: dict, seeds: int, best: str, conv_score: float, kn_best: float, order: int,
                   mix: dict) -> str:
     """The summary's bullet for Part II: the verdicts, the detectable difference, the RNN against the n-gram."""
-    verdicts = findings.discussion_lines(diffs, res, seeds)[1].removeprefix("- **Verdicts** ")
-    return (f"- **Part II.** Seven changes of the reference, {seeds} seeds each, scored on held-out text "
-            f"([Figure](#fig-differences)): {verdicts} Trained until it stops improving, the best setting "
+    verdicts = findings.discussion_lines(diffs, res, seeds)[1].split("). ", 1)[1]  # after "(test half, ...)."
+    return (f"- **Part II.** Seven changes of the reference, {seeds} seeds each, compared on held-out text with "
+            f"95% simultaneous intervals ([Figure](#fig-differences)). {verdicts} Trained until it stops improving, the best setting "
             f"({best}) scores {conv_score:.3f} bits per character on the test half, against {kn_best:.3f} for the "
             f"order-{order} Kneser-Ney n-gram and {mix['mixture']:.3f} for their mixture ([Table](#tbl-converged)).\n")
 
