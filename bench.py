@@ -34,7 +34,9 @@ import numpy as np  # noqa: E402
 
 import rnn_core as rc  # noqa: E402
 from charrnn import training  # noqa: E402
+from charrnn.study.cache import run_path, serves  # noqa: E402
 from charrnn.training.heldout import heldout_loss  # noqa: E402
+from charrnn.training.validate import read_meta  # noqa: E402
 
 M, T = 100, 25
 MAIN_EPOCHS, LONG_EPOCHS = 10, 50  # the report's main and long runs (its RNN_EPOCHS, RNN_LONG_EPOCHS)
@@ -155,9 +157,6 @@ def matmul_gflops(n=1500, repeats=3, dtype=np.float64):
 def long_run_seconds(corpus, runs_dir):
     """Training seconds stored in the report's cached long run (its settings as the notebook's
     defaults give them), or None if it is not in `runs_dir` finished."""
-    from charrnn.study.cache import run_path, serves
-    from charrnn.training.validate import read_meta
-
     long_cfg = training.Config(m=M, eta=0.1, seq_length=T, seed=1, epochs=LONG_EPOCHS)
     meta = read_meta(run_path(corpus, long_cfg, runs_dir))
     return float(meta["seconds"]) if serves(meta, long_cfg) else None

@@ -2,14 +2,14 @@
 
 Each `show_*` function displays its item in the notebook (and so in the HTML report) with a
 caption such as "Figure 3. ...", and attaches metadata under the key "report" to the output, which
-`charrnn.render` reads to typeset the same item in the PDF (a captioned figure, a captioned table, a
+`charrnn.report.render` reads to typeset the same item in the PDF (a captioned figure, a captioned table, a
 framed passage). Numbers are given in the order the items are first shown, one counter per kind;
 showing a label again (re-running a cell) keeps its number.
 
 Referring to an item from text: write a Markdown link whose text is the kind and whose target is
 the label, e.g. ``[Figure](#fig-main-loss)``, ``[Table](#tbl-gradcheck)`` or
 ``[Passage](#psg-best-1000)``, in a Markdown cell or in Markdown that a cell displays. After the
-notebook has run, `charrnn.render.resolve_references` turns the link text into "Figure 3" (any
+notebook has run, `charrnn.report.render.resolve_references` turns the link text into "Figure 3" (any
 label that was never shown is an error), so the text can refer to items shown later.
 
 Cell tags read by the renderer: "html-only" (the cell is left out of the PDF: text for notebook

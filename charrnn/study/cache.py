@@ -29,9 +29,9 @@ from rnn_core import RNNError
 # Part of every run-cache key: bump it when a change alters the numbers a run produces (e.g. the
 # order of the sums in the kernel), so that cached runs of older code are not taken for new ones.
 NUMERICS_VERSION = 7
-# Part of the key of every run with a held-out part: bump it when the held-out split changes
-# (2: blocks spread over the corpus, training/heldout.py; before: the last part of the corpus;
-# 3: each block scored from the hidden state training carries, not from zero).
+# Part of the key of every run with a held-out part: bump it when the held-out split or the way its
+# blocks are scored changes (training/heldout.py: blocks spread over the corpus, each read from the
+# hidden state training carries).
 SPLIT_VERSION = 3
 
 
