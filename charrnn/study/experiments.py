@@ -26,9 +26,9 @@ from charrnn.study.scheduler import submit_job
 from charrnn.training.schedule import target_updates, updates_per_epoch
 from charrnn.training.loop import TrainingDiverged
 
-# Three rates per setting, a factor 2 apart around the rates that win on this corpus (higher AdaGrad
-# rates lose by a quarter of a bit or more on the default corpus); a winner at an end of its grid still
-# grows the grid (EXTEND), so a corpus that wants another rate gets it.
+# Three rates per setting, a factor 2 apart around the rates that win on the default corpus (higher
+# AdaGrad rates lose there by a quarter of a bit or more); a winner at an end of its grid still grows
+# the grid (EXTEND), so a corpus that wants another rate gets it.
 ADAGRAD_RATES = (0.025, 0.05, 0.1)
 ADAM_RATES = (0.0005, 0.001, 0.002)
 EVALS_PER_RUN = 10  # held-out evaluations in a comparison run (plus the one at update 0)
