@@ -306,6 +306,43 @@ def test_background_workers_exit_when_their_parent_dies(tmp_path):
             parent.kill()
 
 
+def test_a_worker_started_after_its_parent_died_exits(tmp_path):
+    """The parent dies before its spawned workers have even started (a short script, a kernel killed
+    at once): the workers must not take init for their parent and live on; they exit within seconds."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    marker = f"RNN_TEST_ORPHAN_{os.getpid()}_{time.monotonic_ns()}"
+    code = ("import os; from charrnn.study import scheduler\n"
+            "scheduler.submit_job(len, 'x', workers=2)\n"  # starts the pool's workers
+            "os._exit(0)\n")  # gone before they import anything
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, env=dict(os.environ, **{marker: "1"}), timeout=120)
+
+    def survivors():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    if marker.encode() in fh.read() and _running(int(pid)):
+                        found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+    deadline = time.monotonic() + 20  # spawned workers import the package first; 20 s allows a loaded machine
+    alive = survivors()
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = survivors()
+    for pid in alive:
+        os.kill(pid, 9)
+    assert not alive, f"workers {alive} outlived a parent that died before they started"
+
+
 def _running(pid: int) -> bool:
     """Whether a process exists and is not a zombie (an exited child not yet reaped by init)."""
     try:

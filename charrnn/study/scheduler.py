@@ -93,21 +93,21 @@ def _pool(workers: int) -> cf.ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         _POOL = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                       initializer=_quiet_worker)
+                                       initializer=_quiet_worker, initargs=(os.getpid(),))
     return _POOL
 
 
-def _quiet_worker():
+def _quiet_worker(parent: int):
     """Idle workers ignore SIGINT (a notebook kernel's interrupt or shutdown reaches the whole
     process group); while training, `train` handles it as everywhere: stop and save, and
     `load_or_train` raises KeyboardInterrupt, which ends the job (`cached_run` and Part II's
     waits then resume the saved run in the notebook's process when asked for it).
     A worker whose parent dies (a kernel killed, a notebook closed) exits within a second or two:
     its run keeps its last checkpoint (at most `checkpoint_seconds` old, written atomically) and is
-    resumed bit for bit by the next `load_or_train`."""
+    resumed bit for bit by the next `load_or_train`. `parent` is the pool's process, named when the
+    pool is made: a worker that starts after its parent has died exits at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kernels.one_numba_thread()  # the workers already use the cores
-    parent = os.getppid()
 
     def watch_parent():
         while os.getppid() == parent:
