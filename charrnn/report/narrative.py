@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 import rnn_core as rc
-from charrnn.report.plots import known_word_fraction, sci
+from charrnn.report.plots import WORD, corpus_words, known_word_fraction, sci
 from charrnn.study import evidence, experiments, findings
 
 # The course's published figures on its own corpus (quoted in the report, never computed here): the
@@ -38,7 +38,6 @@ def milestones(run, updates=(0, 1_000, 10_000, 30_000, 100_000)) -> tuple[list, 
 
 
 SPEAKER_LINE = re.compile(r"^[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*){0,2}\.$", re.M)  # "King." or "First Lord." alone on a line
-WORD = re.compile(r"[A-Za-z]+")
 
 
 def text_traits(text: str, vocab_words: set) -> dict:
@@ -56,7 +55,7 @@ def text_traits(text: str, vocab_words: set) -> dict:
 def sample_reading(samples: list, corpus_text: str) -> tuple[list, list]:
     """(header, rows): the traits of each sample of a run (its update and smooth loss first), and of the
     corpus itself, scaled to the samples' length, as the last row."""
-    vocab = set(WORD.findall(corpus_text))
+    vocab = corpus_words(corpus_text)
     header = ["update", "smooth loss", "spaces", "word length", "known words", "speaker lines", "line breaks / 100"]
     rows = []
     for s in samples:
@@ -72,7 +71,7 @@ def sample_reading(samples: list, corpus_text: str) -> tuple[list, list]:
 
 def sample_reading_summary(samples: list, corpus_text: str) -> str:
     """One sentence on how the samples change, read off `text_traits` of the first and last sample."""
-    vocab = set(WORD.findall(corpus_text))
+    vocab = corpus_words(corpus_text)
     first, last = (text_traits(samples[i]["text"], vocab) for i in (0, -1))
     corpus = text_traits(corpus_text, vocab)
     speakers = [s["update"] for s in samples if SPEAKER_LINE.search(s["text"])]

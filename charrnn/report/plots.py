@@ -1,7 +1,9 @@
 """Figures and text layout for the report. Every function takes what it shows as arguments."""
 from __future__ import annotations
 
+import functools
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -131,14 +133,21 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     return ax
 
 
+WORD = re.compile(r"[A-Za-z]+")  # a word: a run of letters
+
+
+@functools.lru_cache(maxsize=4)
+def corpus_words(corpus_text: str) -> frozenset:
+    """The words of a corpus, found once per corpus (the report asks for them many times)."""
+    return frozenset(WORD.findall(corpus_text))
+
+
 def known_word_fraction(text: str, corpus_text: str) -> float:
     """Share of the words (runs of letters) of `text` that occur as words in `corpus_text`."""
-    import re
-
-    words = re.findall(r"[A-Za-z]+", text)
+    words = WORD.findall(text)
     if not words:
         return 0.0
-    vocab = set(re.findall(r"[A-Za-z]+", corpus_text))
+    vocab = corpus_words(corpus_text)
     return sum(w in vocab for w in words) / len(words)
 
 
