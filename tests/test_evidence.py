@@ -204,6 +204,20 @@ def test_mixture_fit_prefers_the_better_model_and_never_loses_on_its_fitting_hal
     assert rep["fit_blocks"] + rep["test_blocks"] == 10
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_mixture_fit_finds_the_best_point_of_the_whole_grid(seed):
+    """Scoring every 10th grid point and then the neighbourhood of the best gives the point a search of
+    all 1001 points gives (the loss is convex in lam), wherever the optimum is, ends included."""
+    rng = np.random.default_rng(seed)
+    shift = [0.0, 0.5, 3.0, -3.0, 0.1, -0.2][seed]  # moves the optimum across [0, 1], to either end
+    a = np.log(rng.uniform(0.01, 1, (8, 60)))
+    b = np.log(rng.uniform(0.01, 1, (8, 60))) + shift
+    b = np.minimum(b, 0.0)  # log-probabilities
+    grid = np.linspace(0.0, 1.0, 1001)
+    full = grid[int(np.argmin([ev.mixture_bits(g, a, b) for g in grid]))]
+    assert ev.fit_mixture(a, b) == full
+
+
 def test_stretch_losses_line_up_the_same_text_in_every_epoch():
     class R:
         updates_per_epoch, update = 10, 30
@@ -253,7 +267,7 @@ def test_tune_extends_the_grid_beyond_a_winner_at_its_end(monkeypatch, tmp_path,
     from charrnn.study import experiments as study
 
     monkeypatch.setattr(study, "_run_or_none", lambda corpus, c, runs_dir, progress=False: _Configured(c))
-    monkeypatch.setattr(study, "_score", lambda corpus, run, half="validation": abs(np.log(run.config.eta / best)))
+    monkeypatch.setattr(study, "_score", lambda corpus, run, runs_dir, half="validation": abs(np.log(run.config.eta / best)))
     ref = training.Config(m=6, seq_length=10, holdout=0.2, epochs=10**6, sample_every=0, seed=3)
     setting = study.settings_for(ref, updates=60, seeds=2)["reference"]
     r = study.tune(None, setting, tmp_path)

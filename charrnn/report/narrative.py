@@ -8,7 +8,7 @@ import numpy as np
 
 import rnn_core as rc
 from charrnn.report.plots import WORD, corpus_words, known_word_fraction, sci
-from charrnn.study import evidence, experiments, findings
+from charrnn.study import evidence, experiments, findings, rise
 
 # The course's published figures on its own corpus (quoted in the report, never computed here): the
 # reference run of the course's assignment text, and one published student report.
@@ -211,17 +211,13 @@ def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, k
 
 
 def rise_count_text(res: dict) -> str:
-    """One sentence from `findings.rise_count_rows`: which settings have seeds whose held-out curve rises."""
-    rows = findings.rise_count_rows(res)
+    """One sentence from `rise.rise_count_rows`: which settings have seeds whose held-out curve rises."""
+    rows = rise.rise_count_rows(res)
     rising = [f"{name} ({seeds})" for name, seeds, _ in rows if not seeds.startswith("0 of")]
     flat = [name for name, seeds, _ in rows if seeds.startswith("0 of")]
-    said = (f"Seeds whose held-out curve ever rises from one evaluation to the next: {_join(rising)}"
+    said = (f"Seeds whose held-out curve ever rises from one evaluation to the next: {findings.join_names(rising)}"
             if rising else "No seed's held-out curve ever rises from one evaluation to the next")
-    return said + (f"; never in {_join(flat)}." if flat else ".")
-
-
-def _join(items: list) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return said + (f"; never in {findings.join_names(flat)}." if flat else ".")
 
 
 def part2_summary(diffs: dict, res: dict, seeds: int, best: str, conv_score: float, kn_best: float, order: int,

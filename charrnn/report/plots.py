@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.study.findings import join_names
 from rnn_core import RNNError
 
 
@@ -191,7 +192,7 @@ def describe_vocab(chars) -> str:
     parts += [named[c] for c in chars if c in named]
     if other:
         parts.append(f"{len(other)} other characters: " + " ".join(f"`{c}`" if c != "`" else "`` ` ``" for c in other))
-    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return join_names(parts)
 
 
 def panel_lines(text: str, width: int = 44) -> list:

@@ -7,7 +7,7 @@ from charrnn.training.config import Config
 from charrnn.training.loop import train
 
 
-def time_forms(corpus, forms: dict, seconds: float = 1.5, m: int = 100, seq_length: int = 25) -> list:
+def time_forms(corpus, forms: dict, seconds: float = 1.0, m: int = 100, seq_length: int = 25) -> list:
     """Train each form ({label: Config changes, e.g. {"backend": "numpy"}}) from scratch for about
     `seconds` and measure its rate. Returns [(label, batch size, updates, seconds, updates/s)].
 
@@ -17,7 +17,7 @@ def time_forms(corpus, forms: dict, seconds: float = 1.5, m: int = 100, seq_leng
     for label, changes in forms.items():
         base = Config(m=m, seq_length=seq_length, sample_every=0, epochs=10**6, **changes)
         train(corpus, base.replace(max_updates=2), progress=False)
-        probe, t0 = 200, time.perf_counter()
+        probe, t0 = 100, time.perf_counter()
         train(corpus, base.replace(max_updates=probe), progress=False)
         rate = probe / max(time.perf_counter() - t0, 1e-6)
         updates = max(probe, int(rate * seconds))

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from charrnn.study.memo import remembered
 from charrnn.training.heldout import block_log_probs
 from charrnn.training.run import first_stream_state
 
@@ -96,11 +97,17 @@ def mixture_bits(lam: float, logp_a: np.ndarray, logp_b: np.ndarray) -> float:
     return float(-mixed.mean() * BITS)
 
 
-def fit_mixture(logp_a: np.ndarray, logp_b: np.ndarray, steps: int = 1000) -> float:
+def fit_mixture(logp_a: np.ndarray, logp_b: np.ndarray, steps: int = 1000, coarse: int = 10) -> float:
     """The lam in [0, 1] (on a grid of `steps` + 1 points) with the lowest mixture loss on these positions.
-    The loss is convex in lam, so the grid's best point is within 1/steps of the true minimum."""
+    The loss is convex in lam, so the grid's best point is within 1/steps of the true minimum, and it is
+    found by scoring every `coarse`-th grid point, then the grid points within `coarse` of the best."""
     grid = np.linspace(0.0, 1.0, steps + 1)
-    return float(grid[int(np.argmin([mixture_bits(g, logp_a, logp_b) for g in grid]))])
+
+    def best(idx: np.ndarray) -> int:
+        return int(idx[np.argmin([mixture_bits(grid[i], logp_a, logp_b) for i in idx])])
+
+    i = best(np.arange(0, steps + 1, coarse))  # convex: the minimum lies within one coarse step of i
+    return float(grid[best(np.arange(max(0, i - coarse), min(steps, i + coarse) + 1))])
 
 
 def split_halves(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,20 +117,24 @@ def split_halves(n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[0::2], idx[1::2]
 
 
-_HALF_SCORES: dict = {}  # (parameters, start state, blocks) -> scores: each run is read once per process
+# The version of `half_scores`'s numbers in the derived-number cache (memo): bump it when they change.
+HALF_SCORES_VERSION = 1
 
 
-def half_scores(run, held: np.ndarray) -> dict:
+def half_scores(run, held: np.ndarray, runs_dir=None) -> dict:
     """{"validation": bits, "test": bits}: the run's final parameters on the two halves of the
-    held-out blocks (n, L), every block read from the state the run carries at its end."""
-    h0 = first_stream_state(run)
-    key = (tuple(hash(run.params[k].tobytes()) for k in sorted(run.params)), hash(np.asarray(h0).tobytes()),
-           held.shape, hash(held.tobytes()))
-    if key not in _HALF_SCORES:
+    held-out blocks (n, L), every block read from the state the run carries at its end. A function
+    of the parameters, that state and the blocks only; kept in runs_dir/derived when one is given."""
+    h0 = np.asarray(first_stream_state(run))
+
+    def compute():
         per_block = -block_log_probs(run.params, held, h0).mean(axis=1) * BITS
         val, test = split_halves(len(held))
-        _HALF_SCORES[key] = {"validation": float(per_block[val].mean()), "test": float(per_block[test].mean())}
-    return _HALF_SCORES[key]
+        return {"validation": per_block[val].mean(), "test": per_block[test].mean()}
+
+    inputs = [run.params[k] for k in sorted(run.params)] + [h0, np.asarray(held)]
+    value = remembered(runs_dir, "half_scores", HALF_SCORES_VERSION, inputs, compute)
+    return {half: float(value[half]) for half in ("validation", "test")}
 
 
 def mixture_report(logp_rnn: np.ndarray, logp_ngram: np.ndarray) -> dict:

@@ -95,7 +95,7 @@ def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
     for extension in range(EXTEND + 1):
         for c in todo:
             run = _run_or_none(corpus, c.replace(seed=setting["seeds"][0]), runs_dir, progress)
-            sweep[c.eta] = _score(corpus, run)
+            sweep[c.eta] = _score(corpus, run, runs_dir)
             sweep_runs[c.eta], configs[c.eta] = run, c
         eta = min(sweep, key=sweep.get)
         if eta == min(sweep) and extension < EXTEND:
@@ -110,21 +110,21 @@ def tune(corpus, setting: dict, runs_dir="runs", progress=False) -> dict:
                                 for s in setting["seeds"][1:]]
     return {"sweep": sweep, "eta": eta, "edge": eta in (min(sweep), max(sweep)), "config": best,
             "sweep_runs": dict(sorted(sweep_runs.items())), "runs": runs,
-            "scores": [_score(corpus, r) for r in runs], "test": [_score(corpus, r, "test") for r in runs]}
+            "scores": [_score(corpus, r, runs_dir) for r in runs], "test": [_score(corpus, r, runs_dir, "test") for r in runs]}
 
 
 _HELD: dict = {}  # (corpus hash, held-out fraction) -> the held-out blocks
 
 
-def _score(corpus, run, half: str = "validation") -> float:
-    """The run's score on one half of the held-out blocks (its final parameters: `evidence.half_scores`);
-    inf for a run that diverged (None)."""
+def _score(corpus, run, runs_dir, half: str = "validation") -> float:
+    """The run's score on one half of the held-out blocks (its final parameters: `evidence.half_scores`,
+    kept in runs_dir/derived); inf for a run that diverged (None)."""
     if run is None:
         return float("inf")
     key = (corpus.sha256, run.config.holdout)
     if key not in _HELD:
         _HELD[key] = corpus.split(run.config.holdout)[1]
-    return half_scores(run, _HELD[key])[half]
+    return half_scores(run, _HELD[key], runs_dir)[half]
 
 
 def _tune_job(corpus, setting: dict, runs_dir: str) -> float:

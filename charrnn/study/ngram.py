@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from charrnn.study.memo import remembered
 from rnn_core import RNNError
 
 # Resident bytes per distinct n-gram of the text (its raw and continuation counts in Python dicts, and
@@ -148,3 +149,16 @@ class KneserNey:
             for i in range(1, len(block)):
                 out[r, i - 1] = math.log2(self.prob(block[max(0, i - order + 1):i], block[i], order))
         return out
+
+
+def kneser_ney_scores(text: str, vocab: str, blocks: list, max_order: int, runs_dir=None) -> tuple[dict, dict]:
+    """({order: `block_log2_probs` (n, L-1)}, {order: `counts_stored`}) for every order 1..max_order of
+    the models trained on `text`; kept in runs_dir/derived when one is given (memo; version 1)."""
+    def compute():
+        kn = KneserNey(text, vocab, max_order)
+        out = {f"log2p{n}": kn.block_log2_probs(blocks, n) for n in range(1, max_order + 1)}
+        return out | {f"counts{n}": kn.counts_stored(n) for n in range(1, max_order + 1)}
+
+    value = remembered(runs_dir, "kneser_ney", 1, [text, vocab, list(blocks), max_order], compute)
+    return ({n: value[f"log2p{n}"] for n in range(1, max_order + 1)},
+            {n: int(value[f"counts{n}"]) for n in range(1, max_order + 1)})
