@@ -120,7 +120,8 @@ def test_the_rate_sweep_is_small_multiples_with_the_reference_in_each():
     sweeps["B = 32"][0.2] = float("nan")
     fig = evidence_plots.plot_sweeps(sweeps)
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == list(sweeps)
+    assert [ax.get_title() for ax in panels] == [evidence_plots.math_name(n) for n in sweeps]
+    assert panels[4].get_title() == "$B$ = 8"  # the symbol in italics, as in the text
     assert all(len([ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_linestyle() == "-"]) == 1
                for ax in panels)  # one setting's line per panel
     assert all(any(ln.get_linestyle() == "--" for ln in ax.get_lines()) for ax in panels[1:])  # the reference
@@ -135,6 +136,11 @@ def test_series_are_told_apart_without_colour():
     points = {f"s{i}": (np.linspace(0, 0.5, 4), np.linspace(2.6, 2.9, 4)) for i in range(8)}
     fig = evidence_plots.plot_saturation(points)
     assert len({ln.get_marker() for ln in fig.axes[0].get_lines()}) == 8
+    # in grey a series is its marker's shape and fill: triangles up and down, or a plus and a cross,
+    # are told apart only by their fill
+    look = {(ln.get_marker() in ("^", "v"), ln.get_marker() in ("P", "X"), ln.get_markerfacecolor() == "white")
+            for ln in fig.axes[0].get_lines() if ln.get_marker() in ("^", "v", "P", "X")}
+    assert len(look) == 4
     assert len({(s["ls"], s["marker"]) for s in plots.STYLES}) == len(plots.STYLES)
     assert len({k[1:] for k in evidence_plots.VERDICT_STYLE.values()}) == 3
 
@@ -145,7 +151,11 @@ def test_the_comparison_panels_say_once_that_the_first_evaluations_are_above_the
                                                  "Third": (groups, "characters")})
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert len(panels) == 3 and not any(ax.texts for ax in panels)  # no note of its own over a panel's title
-    assert fig.get_suptitle().startswith("\u2191")
+    key = [t.get_text() for ax in fig.axes if not ax.get_title() for t in ax.texts]  # the free fourth slot
+    assert len(key) == 1 and "\u2191 In each panel the first evaluations" in key[0]
+    assert panels[1].get_xscale() == "log" and panels[0].get_xscale() == "linear"  # updates: a log axis
+    fig = evidence_plots.plot_comparison_panels({"Optimisers": (groups, "characters"), "Again": (groups, "updates")})
+    assert fig.get_suptitle().startswith("\u2191")  # no free slot: the note goes above the panels
     assert all(distinct_styles([ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]) for ax in panels)
 
 

@@ -5,10 +5,17 @@ apart by line style and marker as well as colour (`series_style`), so the figure
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from charrnn.report.plots import comma_ticks, millions_axis, note_above, series_style, thin_indices
-from charrnn.study.evidence import BITS, curve_bits, lowest_smooth_offsets, stretch_losses
+from charrnn.study.evidence import BITS, curve_bits, stretch_losses
+
+
+def math_name(name: str) -> str:
+    """A setting's name for a figure, its symbol in italics as in the text: "B = 8" -> "$B$ = 8"."""
+    return re.sub(r"\b([mBKT]) = ", r"$\1$ = ", name)
 
 
 def _axes(ax, size=(6.2, 3.0)):
@@ -74,7 +81,7 @@ def plot_seed_curves(groups: dict, ax=None, x="characters", note=True):
         B = np.stack([curve_bits(r)[1][:n] for r in runs])  # (seeds, evaluations)
         st = series_style(i)
         ax.fill_between(xs[1:], B.min(axis=0)[1:], B.max(axis=0)[1:], color=st["color"], alpha=0.13, lw=0)
-        ax.plot(xs[1:], B.mean(axis=0)[1:], lw=1.4, ms=4, mfc="white", **st, label=f"{label} ({len(runs)} seeds)")
+        ax.plot(xs[1:], B.mean(axis=0)[1:], lw=1.4, ms=4, mfc="white", **st, label=f"{math_name(label)} ({len(runs)} seeds)")
         shown += list(B[:, 1:].ravel())
     _zoom(ax, shown, note="higher values (the first evaluations) are above the frame" if note else None)
     millions_axis(ax, {"characters": "characters read", "updates": "updates",
@@ -119,7 +126,7 @@ def plot_sweeps(sweeps: dict, ncols: int = 4, reference: str = "reference"):
         for r in rates[~ok]:
             ax.plot(r, 0.93, "x", ms=6, mew=1.5, color="black", transform=top)
             diverged = True
-        ax.set_title(label, fontsize=9, pad=3)
+        ax.set_title(math_name(label), fontsize=9, pad=3)
         ax.grid(alpha=0.35)
         ax.grid(alpha=0.12, which="minor")
         ax.tick_params(labelsize=8)
@@ -130,7 +137,7 @@ def plot_sweeps(sweeps: dict, ncols: int = 4, reference: str = "reference"):
     for ax in axes.ravel()[len(labels):]:
         ax.axis("off")
     fig.supxlabel("learning rate (log scale)" + ("; \u2191 some scores are above the frame" if above else ""), fontsize=9)
-    fig.supylabel("held-out bits per character\n(seed 1)", fontsize=9)
+    fig.supylabel("validation bits per character\n(seed 1)", fontsize=9)
     handles = [Line2D([], [], color="#08306b", marker="o", ms=4, lw=1.3, label="the setting's rates"),
                Line2D([], [], color="#d62728", marker="o", ms=8, mfc="none", ls="none", label="tuned rate"),
                Line2D([], [], color="0.6", marker="o", ms=2.5, ls="--", lw=0.9, label=f"{reference}, for comparison")]
@@ -181,7 +188,7 @@ def plot_differences(diffs: dict, ax=None):
             ax.annotate(r["method"], (r["hi"], i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.axvline(0, color="0.3", lw=1)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r["name"] for r in rows], fontsize=8.5)
+    ax.set_yticklabels([math_name(r["name"]) for r in rows], fontsize=8.5)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(f"setting minus reference, test bits per character ({diffs['level']:.0%} simultaneous intervals)",
                   fontsize=8.5)
@@ -193,17 +200,25 @@ def plot_differences(diffs: dict, ax=None):
     return fig
 
 
+# the saturation plot's series: no two markers of one shape and fill (in grey a triangle up and one
+# down, or a plus and a cross, of one fill look alike)
+SATURATION_MARKERS = [("o", True), ("s", False), ("^", True), ("D", False), ("v", False), ("P", True),
+                      ("X", False), ("*", True)]
+
+
 def plot_saturation(points: dict, ax=None):
-    """Each seed's share of saturated hidden units against its test score ({setting: (shares, scores)})."""
-    fig, ax = _axes(ax)
+    """Each seed's share of saturated hidden units against its test score ({setting: (shares, scores)});
+    the legend below the plot, where it covers no point."""
+    fig, ax = _axes(ax, (6.2, 3.3))
     for i, (label, (shares, scores)) in enumerate(points.items()):
-        st = series_style(i)
-        ax.plot(np.asarray(shares) * 100, scores, st["marker"], color=st["color"], ms=5.5, alpha=0.9, ls="none",
-                mfc="white" if i % 2 else st["color"], label=label)
+        colour = series_style(i)["color"]
+        marker, filled = SATURATION_MARKERS[i % len(SATURATION_MARKERS)]
+        ax.plot(np.asarray(shares) * 100, scores, marker, color=colour, ms=6 if marker != "*" else 8, alpha=0.9,
+                ls="none", mfc=colour if filled else "white", mew=1.2, label=math_name(label))
     ax.set_xlabel("saturated hidden units (% of the units, validation blocks)")
     ax.set_ylabel("test bits per character")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return fig
 
 
@@ -230,40 +245,29 @@ def plot_converged(run, lines: dict, ax=None):
 
 
 def plot_stretches(run, stretch: int = 1000, epochs=None):
-    """Part I's long run: (left) the mean loss of each stretch of `stretch` updates against its place
-    in the epoch, for a few epochs, in bits per character: the same text is hard or easy in every
-    epoch; (right) the update within each epoch where the smooth loss was lowest."""
-    import matplotlib.pyplot as plt
-
+    """Part I's long run: the mean loss of each stretch of `stretch` updates against its place in the
+    epoch, for a few epochs, in bits per character: the same text is hard or easy in every epoch."""
     S = stretch_losses(run, stretch) / run.config.seq_length * BITS  # (epochs, stretches)
     E = S.shape[0]
     epochs = epochs or sorted({e for e in (0, 1, E // 4, E // 2, E - 1) if e < E})
-    fig, (a, b) = plt.subplots(1, 2, figsize=(6.2, 3.0), gridspec_kw={"width_ratios": [2, 1]})
+    fig, a = _axes(None, (6.2, 2.6))
     x = (np.arange(S.shape[1]) + 0.5) * stretch
     for i, e in enumerate(epochs):
         st = series_style(i)
         a.plot(x, S[e], lw=1, color=st["color"], ls=st["ls"], label=f"epoch {e + 1}")
-    a.set_xlabel(f"update within the epoch\n(stretches of {stretch:,} updates)")
-    a.set_ylabel("mean loss, bits per character")
+    a.set_xlabel(f"update within the epoch (stretches of {stretch:,} updates)")
+    a.set_ylabel("mean loss,\nbits per character")
     a.grid(alpha=0.3)
-    a.legend(fontsize=8.5)
-    offsets = lowest_smooth_offsets(run)
-    b.plot(np.arange(1, len(offsets) + 1), offsets, "o", ms=3, color="#08306b")
-    b.set_ylim(-0.05 * run.updates_per_epoch, 1.08 * run.updates_per_epoch)  # no point on the frame
-    b.set_xlabel("epoch")
-    b.set_ylabel("update of the lowest\nsmooth loss in the epoch")
+    a.legend(fontsize=8, ncol=len(epochs), loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     comma_ticks(a.xaxis)
-    comma_ticks(b.yaxis)
-    b.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
-def plot_comparison_panels(panels: dict, size=(6.4, 7.6)):
+def plot_comparison_panels(panels: dict, size=(6.4, 6.9)):
     """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
-    panel title to ({label: [Run per seed]}, x) with x "characters" or "updates". The legend sits at
-    the upper right of each panel (where the falling curves are low); one note for the figure says
-    when the first evaluations are above the frames."""
+    panel title to ({label: [Run per seed]}, x) with x "characters" or "updates" (updates on a log
+    axis: runs of 80,000 and of 2,500 updates in one panel). The legend sits at the upper right of
+    each panel (where the falling curves are low); a free slot holds the key to the lines and bands."""
     import matplotlib.pyplot as plt
 
     from matplotlib.ticker import MaxNLocator
@@ -278,11 +282,21 @@ def plot_comparison_panels(panels: dict, size=(6.4, 7.6)):
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("held-out bits per character" if k % 2 == 0 else "", fontsize=9)
         ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(5))  # "80,000" and its neighbours clear of each other
+        if x == "updates":
+            ax.set_xscale("log")
+            ax.set_xlabel("updates (log scale)", fontsize=ax.xaxis.label.get_fontsize())
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(5))  # "80,000" and its neighbours clear of each other
         ax.legend(fontsize=8, loc="upper right", handlelength=3)
-    for ax in axes.ravel()[len(panels):]:
-        ax.remove()
+    key = ("Each line: the mean of the seeds' held-out\nscores; each band: from the lowest to the\n"
+           "highest seed. The same runs are drawn\nagainst characters read and against updates.")
     if above:
+        key += "\n\n\u2191 In each panel the first evaluations\nare above the frame."
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    if len(panels) < axes.size:
+        axes.ravel()[len(panels)].text(0.05, 0.5, key, fontsize=8.5, va="center", ha="left", color="0.2")
+    elif above:
         fig.suptitle("\u2191 in each panel the first evaluations are above the frame", fontsize=8, color="0.3",
                      x=0.02, ha="left")
     return fig

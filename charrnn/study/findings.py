@@ -81,6 +81,30 @@ def seed_rows(res: dict, names) -> list:
 SEED_HEADER = ["setting", "tuned rate", "validation mean", "test mean", "test sd", "test score of each seed"]
 
 
+def signed(x: float, digits: int = 3) -> str:
+    """A signed number with a true minus sign: +0.062, −0.080."""
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def summary_rows(res: dict, diffs: dict) -> list:
+    """Part II's one table, a row per setting: its tuned rate, the means of its seeds' validation and
+    test scores (the test standard deviation), and against the reference the difference of the test
+    means, its simultaneous interval (marked where it is Welch's) and the verdict the interval gives."""
+    compared = {r["name"]: r for r in diffs["rows"]}
+    rows = []
+    for n, r in res.items():
+        val = np.asarray([x for x in r["scores"] if np.isfinite(x)])
+        test = np.asarray([x for x in r["test"] if np.isfinite(x)])
+        d = compared.get(n)
+        against = ([signed(d["diff"]), f"{signed(d['lo'])} to {signed(d['hi'])}" + (" (Welch)" if d["method"] == "Welch" else ""),
+                    stats.short_verdict(d)] if d else ["", "", ""])
+        rows.append([n, f"{r['eta']:g}", f"{val.mean():.3f}", f"{test.mean():.3f} ({test.std(ddof=1):.3f})", *against])
+    return rows
+
+
+SUMMARY_HEADER = ["setting", "tuned rate", "validation mean", "test mean (sd)", "difference", "95% interval", "verdict"]
+
+
 def grid_text() -> str:
     """The learning-rate grids of the settings, in words."""
     grids = {}

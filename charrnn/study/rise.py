@@ -22,9 +22,13 @@ def play_titles(text: str) -> list:
 
 
 def _title(line: str) -> str:
-    """A title line in capitals as a title: "A MIDSUMMER NIGHT'S DREAM" -> "A Midsummer Night's Dream"."""
+    """A title line in capitals as a short title, for narrow table columns: "A MIDSUMMER NIGHT'S DREAM"
+    -> "A Midsummer Night's Dream", "HAMLET, PRINCE OF DENMARK" -> "Hamlet" (the name before a comma or
+    semicolon), "THE TRAGEDY OF KING LEAR" -> "King Lear"."""
     small = {"of", "the", "and", "or", "a", "in"}
-    words = line.strip().lower().split()
+    line = re.split(r"[,;]", line.strip())[0]
+    line = re.sub(r"^the tragedy of ", "", line, flags=re.I)
+    words = line.lower().split()
     return " ".join(w if i and w in small else w[:1].upper() + w[1:] for i, w in enumerate(words))
 
 

@@ -157,12 +157,3 @@ def design_power(sd: float, seeds: int, settings: int, level: float = LEVEL, pow
 def short_verdict(row: dict) -> str:
     """The verdict of one row of `differences` in a few words."""
     return "reference better" if row["lo"] > 0 else f"{row['name']} better" if row["hi"] < 0 else "no difference detected"
-
-
-def difference_rows(diffs: dict) -> list:
-    """Table rows: setting, seeds, difference from the reference, the interval, the method, the verdict."""
-    return [[r["name"], str(r["n"]), f"{r['diff']:+.3f}", f"{r['lo']:+.3f} to {r['hi']:+.3f}", r["method"],
-             short_verdict(r)] for r in diffs["rows"]]
-
-
-DIFFERENCE_HEADER = ["setting", "seeds", "difference (bits/char)", "95% interval", "interval from", "verdict"]
