@@ -357,8 +357,24 @@ def test_layout_problems_sees_a_figure_above_its_heading_and_a_split_list():
         {"kind": "list", "page": 1, "y": 600}, {"kind": "list-end", "page": 2, "y": 300}]}
     problems = pdf.layout_problems(facts)
     assert ("figure above its heading", "fig-a") in problems
-    assert ("below a later heading", "fig-b", 2, False) in problems
+    assert ("below a later heading", "fig-b", 2, "top") in problems  # the top of page 2 is above that heading
     assert not any(p[0] == "list split" for p in problems)  # fig-b is below the list's end
     facts["items"][5]["y"] = 62
     problems = pdf.layout_problems(facts)
     assert [p[:2] for p in problems if p[0] == "list split"] == [("list split", 1)]
+    facts["items"][1]["page"] = 1  # the later heading on page 1, the figure carried to page 2: past its section
+    assert ("below a later heading", "fig-b", 2, "flush") in pdf.layout_problems(facts)
+    facts["items"][1]["page"], facts["items"][5]["y"] = 2, 500  # the heading on the figure's page, above it
+    facts["items"][2:4] = [{"kind": "anchor", "label": "fig-a", "headings": 1, "page": 2, "y": 100},
+                           {"kind": "figure", "label": "fig-a", "page": 2, "y": 62}]
+    facts["items"][4]["page"] = 2
+    assert ("below a later heading", "fig-b", 2, "none") in pdf.layout_problems(facts)
+
+
+def test_a_float_barrier_goes_just_before_the_named_heading_once():
+    from charrnn.report import pdf
+
+    text = "= One\ntext\n== Two\n#figure\n=== Three\nmore"
+    once = pdf.flush_before_heading(text, 2)
+    assert once == "= One\ntext\n#place.flush()\n== Two\n#figure\n=== Three\nmore"
+    assert pdf.flush_before_heading(once, 2) == once

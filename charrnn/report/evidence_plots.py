@@ -42,7 +42,7 @@ def _zoom(ax, values, above=0.6, note="higher values (the first evaluations) are
 def plot_heldout_curve(run, ax=None):
     """One run: smooth training loss and held-out loss in bits per character against updates, the
     final evaluation (its final parameters, on which it is scored) marked."""
-    fig, ax = _axes(ax)
+    fig, ax = _axes(ax, (6.2, 2.6))
     s = run.smooth_losses / run.config.seq_length * BITS
     k = thin_indices(s)
     ax.plot(k, s[k], lw=0.7, color="#9ecae1", label="smooth training loss")
@@ -209,7 +209,7 @@ SATURATION_MARKERS = [("o", True), ("s", False), ("^", True), ("D", False), ("v"
 def plot_saturation(points: dict, ax=None):
     """Each seed's share of saturated hidden units against its test score ({setting: (shares, scores)});
     the legend below the plot, where it covers no point."""
-    fig, ax = _axes(ax, (6.2, 3.3))
+    fig, ax = _axes(ax, (6.2, 3.0))
     for i, (label, (shares, scores)) in enumerate(points.items()):
         colour = series_style(i)["color"]
         marker, filled = SATURATION_MARKERS[i % len(SATURATION_MARKERS)]
@@ -225,7 +225,7 @@ def plot_saturation(points: dict, ax=None):
 def plot_converged(run, lines: dict, ax=None):
     """The converged run's held-out curve against characters read, with horizontal reference
     lines ({label: bits}, e.g. the Kneser-Ney models on the same held-out text)."""
-    fig, ax = _axes(ax)
+    fig, ax = _axes(ax, (6.2, 2.6))
     u, bits = curve_bits(run)
     c = run.config
     xs = u * c.seq_length * c.batch_size
@@ -263,7 +263,7 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
     return fig
 
 
-def plot_comparison_panels(panels: dict, size=(6.4, 6.9)):
+def plot_comparison_panels(panels: dict, size=(6.4, 5.9)):
     """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
     panel title to ({label: [Run per seed]}, x) with x "characters" or "updates" (updates on a log
     axis: runs of 80,000 and of 2,500 updates in one panel). The legend sits at the upper right of

@@ -117,7 +117,8 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
     the float rules (layout_problems) applied and the document compiled again, until none is broken
     or nothing more can be done. A figure placed above its section's heading goes to the foot of a
     page instead (`placement: bottom`); one placed below a later section's heading is set where it
-    stands if that is on its page, else at the top of the page. A list split by a figure: the figure
+    stands, or at the top of its page if that heading is on it and the figure stands on an earlier page;
+    one carried past a later heading on an earlier page is placed before that heading (place.flush). A list split by a figure: the figure
     is set where it stands if it stands just before the list on that page, or goes to the foot of
     the page if it stands just after the list on the page where the list ends; else the list is kept
     whole on one page if it fits on one and moving it leaves at most a quarter of its page empty
@@ -138,9 +139,10 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
             if kind in ("figure above its heading", "set where it stands", "to the foot"):
                 place = "none" if kind == "set where it stands" else "bottom"
                 text = re.sub(rf"lbl: <{what}>, placement: \w+,", f"lbl: <{what}>, placement: {place},", text)
-            elif kind == "below a later heading":  # on its own page: where it stands; later: at the top
-                place = "none" if problem[3] else "top"
-                text = re.sub(rf"lbl: <{what}>, placement: \w+,", f"lbl: <{what}>, placement: {place},", text)
+            elif kind == "below a later heading" and problem[3] == "flush":  # floats placed before that heading
+                text = flush_before_heading(text, problem[2])
+            elif kind == "below a later heading":  # where it stands, or at the top of its page
+                text = re.sub(rf"lbl: <{what}>, placement: \w+,", f"lbl: <{what}>, placement: {problem[3]},", text)
             elif kind == "list split" and problem[2] <= 1 and problem[3] <= 0.25:
                 kept.add(what)
         for p in kind_of(facts, "passage"):
@@ -154,6 +156,16 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
             return
         numbers = "".join(f"{n}, " for n in sorted(kept))
         typ.write_text(re.sub(r"^#let keep-whole = \(.*\)$", f"#let keep-whole = ({numbers})", text, count=1, flags=re.M))
+
+
+def flush_before_heading(text: str, n: int) -> str:
+    """The typst text with every pending float placed before its n-th heading (from 1): a figure may
+    float to the top of a later page, but not past the start of the next section."""
+    lines = text.split("\n")
+    at = [i for i, line in enumerate(lines) if re.match(r"=+ \S", line)][n - 1]
+    if at == 0 or lines[at - 1] != "#place.flush()":
+        lines.insert(at, "#place.flush()")
+    return "\n".join(lines)
 
 
 def layout_facts(typ: Path) -> dict:
@@ -173,8 +185,10 @@ def kind_of(facts: dict, kind: str) -> list:
 def layout_problems(facts: dict) -> list:
     """What breaks the float rules, as (kind, what, ...): ("figure above its heading", label), a
     figure (or table) placed above the heading of the section it is shown in; ("below a later
-    heading", label, n, same), one placed below the n-th heading (from 1), a later section's, on the
-    same page (same: the page where it stands in the text); ("list split", n, height, gap, later),
+    heading", label, n, fix), one placed after the n-th heading (from 1), a later section's (fix: "top"
+    of its page when that heading is on it and the figure stands in the text on an earlier page;
+    "none", where it stands, when that heading is on its page; "flush", pending floats placed before
+    that heading, when the heading is on an earlier page); ("list split", n, height, gap, later),
     the n-th list (from 1) runs over a page break with a figure placed beside it, on its first page
     below its start or on a later page above its end (height: the list's height with the figure,
     gap: the room from its start, or from the heading just above it, to the foot of its first page,
@@ -190,10 +204,12 @@ def layout_problems(facts: dict) -> list:
         top = next(f for f in figures if f["label"] == anchor["label"])
         if anchor["headings"] and at(top) < at(headings[anchor["headings"] - 1]):
             problems.append(("figure above its heading", anchor["label"]))
-        later = [n for n, h in enumerate(headings[anchor["headings"]:], anchor["headings"] + 1)
-                 if h["page"] == top["page"] and h["y"] < top["y"]]
-        if later:
-            problems.append(("below a later heading", anchor["label"], later[0], top["page"] == anchor["page"]))
+        later = [(n, h) for n, h in enumerate(headings[anchor["headings"]:], anchor["headings"] + 1) if at(h) < at(top)]
+        if later:  # above the heading on its page, if the heading is on the figure's page but not on the anchor's
+            n, h = later[0]
+            fix = ("top" if h["page"] == top["page"] != anchor["page"] else "none" if h["page"] == top["page"]
+                   else "flush")
+            problems.append(("below a later heading", anchor["label"], n, fix))
     for n, (start, end) in enumerate(zip(kind("list"), kind("list-end")), 1):
         if start["page"] == end["page"]:
             continue
