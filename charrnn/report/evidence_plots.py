@@ -237,6 +237,8 @@ def plot_converged(run, lines: dict, ax=None):
         st = series_style(i + 1)
         ax.axhline(v, color=st["color"], ls=st["ls"] if st["ls"] != "-" else "--", lw=1.4, label=label)
     _zoom(ax, list(bits[1:]) + list(lines.values()))
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.06 * (hi - lo), hi)  # the lowest line clear of the frame
     millions_axis(ax, "characters read", float(xs.max()))
     ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
