@@ -123,7 +123,7 @@ def test_verdict_paragraph_and_discussion_follow_the_intervals():
     assert "Adam: the reference better by" in para and "random: random better by" in para
     lines = "\n".join(findings.discussion_lines(d, {n: None for n in NAMES}, 6))
     assert "The reference is better than Adam" in lines and "random is better than the reference" in lines
-    assert "No difference is detected for chunks, B8, B32, m50, m200" in lines
+    assert "No difference is detected for chunks, B8, B32, m50 and m200" in lines
 
 
 def test_stability_counts_the_verdicts_one_left_out_seed_changes():

@@ -6,7 +6,7 @@ import re
 import numpy as np
 
 from charrnn.study.evidence import BITS
-from charrnn.study.findings import join_names
+from charrnn.study.findings import join_names, signed
 from charrnn.training.heldout import block_log_probs, heldout_starts
 from charrnn.training.run import first_stream_state
 
@@ -78,10 +78,10 @@ def _change_sentence(rows: list, i: int, j: int, u0: int, u1: int, read: list) -
     worse = sorted((p for p in change if change[p] > 0.05), key=change.get, reverse=True)
     best = min(change, key=change.get)
     text = (f"Between updates {u0:,} and {u1:,} the in-order run read {join_names(read)}, and its held-out loss on all "
-            f"blocks changed by {float(rows[-1][j]) - float(rows[-1][i]):+.3f} bits: on the blocks of {best} by "
-            f"{change[best]:+.3f}")
+            f"blocks changed by {signed(float(rows[-1][j]) - float(rows[-1][i]))} bits: on the blocks of {best} by "
+            f"{signed(change[best])}")
     if worse:
-        text += ", on those of " + ", ".join(f"{p} by {change[p]:+.3f}" for p in worse)
+        text += ", on those of " + ", ".join(f"{p} by {signed(change[p])}" for p in worse)
     return text + ". "
 
 
@@ -113,7 +113,7 @@ def rise_count_rows(res: dict) -> list:
         k = min(len(x.val_losses) for x in runs)
         D = np.diff(np.stack([np.asarray(x.val_losses[1:k]) * BITS for x in runs]), axis=1)  # (seeds, evals - 2)
         up = D > 0
-        where = ", ".join(f"{runs[0].val_updates[j + 2]:,}: {int(up[:, j].sum())} ({D[up[:, j], j].mean():+.3f})"
+        where = ", ".join(f"{runs[0].val_updates[j + 2]:,}: {int(up[:, j].sum())} ({signed(D[up[:, j], j].mean())})"
                           for j in range(D.shape[1]) if up[:, j].any())
         rows.append([n, f"{int(up.any(axis=1).sum())} of {len(runs)}", where or "none"])
     return rows

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 from scipy import optimize
@@ -36,6 +37,21 @@ SPREAD_ALPHA = 0.01  # a setting's spread "clearly differs" from the reference's
 _Z, _W = np.polynomial.hermite_e.hermegauss(80)  # nodes and weights for E[f(Z)], Z standard normal
 _W = _W / _W.sum()
 _S_NODES = 400  # equal-probability nodes of the pooled spread's distribution (s / sigma)
+
+
+SETTING = re.compile(r"^\s*([A-Za-z])\s*=\s*(\S+)\s*$")  # a setting named by a symbol and its value: "B = 8"
+
+
+def setting_md(name: str) -> str:
+    """A setting's name for Markdown prose and table cells, its symbol and value in math: "B = 8" (or
+    "B=8") -> "$B = 8$"; a name in words ("reference", "shuffled chunks") is returned unchanged."""
+    m = SETTING.match(str(name))
+    return f"${m.group(1)} = {m.group(2)}$" if m else str(name)
+
+
+def signed(x: float, digits: int = 3) -> str:
+    """A signed number with a true minus sign: +0.062, \u22120.080."""
+    return f"{x:+.{digits}f}".replace("-", "\u2212")
 
 
 def _coverage(c: float, lams: tuple, df: float) -> float:
@@ -127,8 +143,8 @@ def verdict_text(name: str, diff: float, lo: float, hi: float, reference: str = 
     if lo > 0:
         return f"the {reference} better by {diff:.3f} bits ({pct} interval {lo:.3f} to {hi:.3f})"
     if hi < 0:
-        return f"{name} better by {-diff:.3f} bits ({pct} interval {-hi:.3f} to {-lo:.3f})"
-    return (f"no difference detected ({diff:+.3f} bits, {pct} interval {lo:+.3f} to {hi:+.3f}): "
+        return f"{setting_md(name)} better by {-diff:.3f} bits ({pct} interval {-hi:.3f} to {-lo:.3f})"
+    return (f"no difference detected ({signed(diff)} bits, {pct} interval {signed(lo)} to {signed(hi)}): "
             f"the interval excludes differences above {max(-lo, hi):.3f} bits")
 
 
@@ -156,4 +172,5 @@ def design_power(sd: float, seeds: int, settings: int, level: float = LEVEL, pow
 
 def short_verdict(row: dict) -> str:
     """The verdict of one row of `differences` in a few words."""
-    return "reference better" if row["lo"] > 0 else f"{row['name']} better" if row["hi"] < 0 else "no difference detected"
+    return ("reference better" if row["lo"] > 0 else f"{setting_md(row['name'])} better" if row["hi"] < 0
+            else "no difference detected")
