@@ -40,11 +40,14 @@ def test_a_speaker_line_needs_a_speaker_of_the_corpus():
     # the shape of a speaker line is not enough: "WeouslldnouThout." is no name of the corpus
     assert narrative.speaker_lines("WeouslldnouThout.\nHe goes.\n", speakers) == 0
     assert narrative.speaker_lines("Ow the.\nIAGO.\nSo.\nOTHELLO.\n", speakers) == 2
-    samples = [{"update": u, "smooth_loss": 50.0, "text": t} for u, t in
-               ((0, "xq zv.\n"), (10_000, "WeouslldnouThout.\nWhat lord\n"), (20_000, "IAGO.\nMy lord, ho\n"))]
-    said = narrative.sample_reading_summary(samples, CORPUS)
-    assert "first appears at update 20,000" in said
-    assert [row[5] for row in narrative.sample_reading(samples, CORPUS)[1][:3]] == ["0", "0", "1"]
+    texts = ((0, "xq zv.\n"), (10_000, "WeouslldnouThout.\nWhat lord\n"), (20_000, "ORONI.\nMy lord\n"),
+             (30_000, "IAGO.\nMy lord, ho\n"))
+    samples = [{"update": u, "smooth_loss": 50.0, "text": t} for u, t in texts]
+    # speaker tags, made up or real, and the real names among them
+    assert [row[5] for row in narrative.sample_reading(samples, CORPUS)[1][:4]] == ["0 (0)", "0 (0)", "1 (0)", "1 (1)"]
+    assert "first appears at update 30,000" in narrative.sample_reading_summary(samples, CORPUS)
+    said = narrative.sample_reading_summary(samples[:3], CORPUS)
+    assert "appear from update 20,000 on, but none names one of the corpus's speakers" in said
 
 
 def _diffs(rows):

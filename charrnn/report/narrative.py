@@ -62,6 +62,15 @@ def speaker_lines(text: str, speakers: frozenset) -> int:
     return sum(name in speakers for name in SPEAKER_LINE.findall(text))
 
 
+CAPITALS = re.compile(r"[A-Z]{2,}(?: [A-Z]{2,}){0,2}")  # "ORONI", "FIRST WITCH": a tag in capitals
+
+
+def tag_lines(text: str, speakers: frozenset) -> int:
+    """Lines of `text` shaped like a speaker's tag of the corpus, real or made up: a name in capitals
+    ("ORONI.") or one of the corpus's `speakers` ("Fran."), alone on a line with a full stop."""
+    return sum(name in speakers or bool(CAPITALS.fullmatch(name)) for name in SPEAKER_LINE.findall(text))
+
+
 def text_traits(text: str, vocab_words: set, speakers: frozenset = frozenset()) -> dict:
     """What a reader sees in a text, counted: the share of spaces, the mean length of its words (runs of
     letters), the share of them that are words of the corpus, lines holding only a speaker's name (one
@@ -72,6 +81,7 @@ def text_traits(text: str, vocab_words: set, speakers: frozenset = frozenset()) 
             "word length": float(np.mean([len(w) for w in words])) if words else 0.0,
             "known words": sum(w in vocab_words for w in words) / len(words) if words else 0.0,
             "speaker lines": speaker_lines(text, speakers),
+            "tag lines": tag_lines(text, speakers),
             "line breaks per 100": 100 * text.count("\n") / n}
 
 
@@ -79,27 +89,31 @@ def sample_reading(samples: list, corpus_text: str) -> tuple[list, list]:
     """(header, rows): the traits of each sample of a run (its update and smooth loss first), and of the
     corpus itself, scaled to the samples' length, as the last row."""
     vocab, speakers = corpus_words(corpus_text), corpus_speakers(corpus_text)
-    header = ["update", "smooth loss", "spaces", "word length", "known words", "speaker lines", "line breaks / 100"]
+    header = ["update", "smooth loss", "spaces", "word length", "known words", "speaker tags (real names)",
+              "line breaks / 100"]
     rows = []
     for s in samples:
         t = text_traits(s["text"], vocab, speakers)
         rows.append([f"{s['update']:,}", f"{s['smooth_loss']:.2f}", f"{t['spaces']:.0%}", f"{t['word length']:.1f}",
-                     f"{t['known words']:.0%}", f"{t['speaker lines']}", f"{t['line breaks per 100']:.1f}"])
+                     f"{t['known words']:.0%}", f"{t['tag lines']} ({t['speaker lines']})", f"{t['line breaks per 100']:.1f}"])
     t = text_traits(corpus_text, vocab, speakers)
     per = len(samples[0]["text"]) / max(len(corpus_text), 1)  # speaker lines in a stretch as long as a sample
     rows.append(["the corpus", "", f"{t['spaces']:.0%}", f"{t['word length']:.1f}", "100%",
-                 f"{t['speaker lines'] * per:.1f}", f"{t['line breaks per 100']:.1f}"])
+                 f"{t['tag lines'] * per:.1f} ({t['speaker lines'] * per:.1f})", f"{t['line breaks per 100']:.1f}"])
     return header, rows
 
 
 def sample_reading_summary(samples: list, corpus_text: str) -> str:
     """One sentence on what the table of `sample_reading` shows: the share of corpus words from the first
-    sample to the last, and the first sample with a line holding only a speaker's name of the corpus."""
+    sample to the last, and the first samples with speaker tags, made up and real."""
     vocab, names = corpus_words(corpus_text), corpus_speakers(corpus_text)
     first, last = (text_traits(samples[i]["text"], vocab) for i in (0, -1))
-    speakers = [s["update"] for s in samples if speaker_lines(s["text"], names)]
-    when = (f"a line holding only the name of one of the corpus's speakers first appears at update {speakers[0]:,}"
-            if speakers else "no sample holds a line with only the name of one of the corpus's speakers")
+    real = [s["update"] for s in samples if speaker_lines(s["text"], names)]
+    tags = [s["update"] for s in samples if tag_lines(s["text"], names)]
+    when = (f"a line holding only the name of one of the corpus's speakers first appears at update {real[0]:,}" if real
+            else f"lines shaped like the corpus's speaker tags (a name in capitals and a full stop, alone on a line) "
+                 f"appear from update {tags[0]:,} on, but none names one of the corpus's speakers" if tags
+            else "no sample holds a line shaped like a speaker's tag")
     return (f"The samples move towards the corpus: the share of their letter runs that are words of the corpus goes "
             f"from {first['known words']:.0%} at update {samples[0]['update']:,} to {last['known words']:.0%} at update "
             f"{samples[-1]['update']:,}, and {when}.")
@@ -107,7 +121,7 @@ def sample_reading_summary(samples: list, corpus_text: str) -> str:
 
 # Where a run's duration is given: the runs of the report train two at a time, on a machine of two cores.
 SHARED_CLOCK = ("wall time, measured while other runs of this report trained beside it on the same two cores (the "
-                "appendix measures the training rates side by side, [Table](#tbl-speed))")
+                "appendix measures the training rate of each implementation, [Table](#tbl-speed))")
 
 
 def main_run_summary(run) -> str:
@@ -192,9 +206,8 @@ $T = {c.seq_length}$ characters and AdaGrad ($\\eta = {c.eta:g}$, gradients clip
   drawn every 10,000 updates turn from random characters into words and verse lines ([Passage](#psg-samples),
   [Table](#tbl-sample-traits)).
 - **Best model.** Trained for {long.update / long.updates_per_epoch:.0f} epochs, the lowest smooth loss is {long.best_smooth:.2f}
-  at update {long.best_update:,} ([Figure](#fig-long-loss)): {long.best_smooth / c.seq_length / math.log(2):.2f} bits per
-  character (the bits per character of a text are $-\\log_2$ of the probability given to each next character,
-  averaged). {known:.0%} of the words of the {len(text_1000):,}-character passage it writes ([Passage](#psg-best-1000))
+  at update {long.best_update:,} ([Figure](#fig-long-loss)), or {long.best_smooth / c.seq_length / math.log(2):.2f} bits per
+  character ($-\\log_2$ of the probability the model gives each next character, averaged). {known:.0%} of the words of the {len(text_1000):,}-character passage it writes ([Passage](#psg-best-1000))
   are words of the corpus.
 {part2}"""
 
@@ -209,13 +222,15 @@ def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, k
     gain, per_doubling = evidence.improvement_over(u, bits, window), evidence.fall_per_doubling(u, bits)
     gap, per = round(conv_score - kn_best, 3), round(per_doubling, 3)
     c = conv.config
+    shown = next(f"{gain:.{d}f}" for d in range(3, 9)
+                 if float(f"{gain:.{d}f}") != evidence.STOP_BITS or d == 8)  # 0.0098 against "less than 0.01"
     trend = (f", so at that trend closing the {gap:.3f}-bit gap to the n-gram below would take about {gap / per:.0f} "
              "more doublings of the updates" if per > 0 and gap > 0 else "")
     lines = [f"- **Stopping.** The rule: the score fell by less than {evidence.STOP_BITS:g} bits over the last "
              f"{evidence.STOP_PASSES} passes over the training text ({window:,} updates here). "
              f"{'The run met it' if stopped else 'The run reached its cap without meeting it'} after {conv.update:,} "
              f"updates ({conv.update * c.seq_length * c.batch_size / train_chars:.1f} passes): its score fell by "
-             f"{gain:.4f} bits over those last {evidence.STOP_PASSES} passes (the evaluations recorded during training, "
+             f"{shown} bits over those last {evidence.STOP_PASSES} passes (the evaluations recorded during training, "
              "over all held-out blocks: they are not kept block by block, so the stopping point is the one choice that "
              f"has seen the test half). It is a plateau, not a floor: over the second half of the run the score fell by "
              f"{per_doubling:.3f} bits for each doubling of the updates{trend}.",
@@ -260,19 +275,19 @@ def part2_summary(diffs: dict, res: dict, seeds: int, best: str, conv_score: flo
     verdicts = findings.discussion_lines(diffs, res, seeds)[1].split("). ", 1)[1]  # after "(test half, ...)."
     changes = [n for n in res if n != "reference"]
     k = len(changes)
+    say = findings.number_word(k)
     told = [text for key, text in (("Adam", "Adam is an optimiser that scales each step by running averages of the "
-                                             "gradient and of its square"), ("B =", "$B$ the number of sequences per update"),
-                                    ("m =", "$m$ the number of hidden units")) if any(n.startswith(key) for n in changes)]
-    adam = f" ({'; '.join(told)})" if told else ""
+                                             "gradient and of its square"), ("B =", "$B$ is the number of sequences per update"))
+            if any(n.startswith(key) for n in changes)]
     mixed = f"the order-{mix_order} n-gram" if mix_order is not None else "the n-gram"
-    return (f"- **Part II.** {findings.NUMBER_WORDS[k].capitalize() if k <= 10 else k} changes of the reference run, "
-            f"{findings.join_names(setting_md(n) for n in changes)}{adam}, are trained from {seeds} seeds each (runs "
-            "that differ only in their random numbers) and compared on held-out text (text no run trains on) with 95% "
-            f"simultaneous intervals (intervals that hold for all {k} comparisons at once; [Figure](#fig-differences)). "
+    return (f"- **Part II.** {say.capitalize()} changes of the reference run ({findings.join_names(setting_md(n) for n in changes)}"
+            f"{''.join('; ' + t for t in told)}) are trained from {seeds} seeds each (runs that differ only in "
+            "their random numbers) and compared on held-out text (text no run trains on) with 95% simultaneous "
+            f"intervals (intervals that hold for all {say} comparisons at once; [Figure](#fig-differences)). "
             f"{verdicts} Trained until it stops improving, the best setting ({setting_md(best)}) scores {conv_score:.3f} "
             f"bits per character on the test half, against {kn_best:.3f} for the order-{order} Kneser\u2013Ney n-gram (a "
             f"model that predicts each character from the {order - 1} before it by their counts in the training text, "
-            "Kneser\u2013Ney smoothing lending weight to shorter contexts where a long one is rare) and "
+            "with Kneser\u2013Ney smoothing for contexts seen rarely) and "
             f"{mix['mixture']:.3f} for the mixture of the RNN with {mixed} ([Table](#tbl-converged)).\n")
 
 

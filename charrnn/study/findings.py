@@ -35,8 +35,9 @@ def verdict_paragraph(diffs: dict, names) -> str:
 def method_text(diffs: dict) -> str:
     """How the intervals of `diffs` were made, in words, with the numbers."""
     k, welch = diffs["k"], diffs["welch"]
-    text = (f"Each interval is a simultaneous {diffs['level']:.0%} interval for the {k} comparisons with the "
-            f"reference (the chance that any of the {k} misses its true difference is at most "
+    say = number_word(k)
+    text = (f"Each interval is a simultaneous {diffs['level']:.0%} interval for the {say} comparisons with the "
+            f"reference (the chance that any of the {say} misses its true difference is at most "
             f"{1 - diffs['level']:.0%}): Dunnett's many-to-one intervals from the pooled seed-to-seed spread "
             f"(the pooled standard deviation $s = {diffs['pooled_sd']:.3f}$ bits, {diffs['df']} degrees of freedom; "
             f"the critical value, the multiple of the standard error that sets each interval's half-width, is "
@@ -125,12 +126,17 @@ def join_names(names) -> str:
 NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
 
 
+def number_word(n: int) -> str:
+    """A count as a word up to ten ("seven"), in digits above."""
+    return NUMBER_WORDS[n] if 0 <= n <= 10 else str(n)
+
+
 def of_total(k: int, n: int, noun: str, every: bool = False) -> str:
     """k of n things in words: "3 of the 32 positions", "one of the eight settings" (numbers spelled out
     when the total is ten or less), "all 28 blocks" or, with `every`, "every one of the 50 epochs",
     "none of the 6 seeds"."""
     k, n = int(k), int(n)
-    say = (lambda x: NUMBER_WORDS[x]) if n <= 10 else str
+    say = number_word if n <= 10 else str
     if k == n:
         return f"every one of the {say(n)} {noun}" if every else f"all {say(n)} {noun}"
     return f"none of the {say(n)} {noun}" if k == 0 else f"{say(k)} of the {say(n)} {noun}"
@@ -219,7 +225,7 @@ def protocol_markdown(v: dict) -> str:
   run at that rate is one of its seeds.
 - **Seeds and verdicts.** {v['seeds']} seeds per setting: runs that differ only in their random numbers
   (the initial weights, and for the random and chunked orders the reading order). Each setting is set against the reference as the difference of
-  their mean test scores with a 95% interval that holds for all {v['settings'] - 1} comparisons at once
+  their mean test scores with a 95% interval that holds for all {number_word(v['settings'] - 1)} comparisons at once
   (Dunnett's, from the pooled seed-to-seed spread; a Welch interval, from the setting's own spread and
   the reference's, for a setting whose spread clearly differs from the reference's), and the verdict is the interval's
   ([Figure](#fig-differences)).
@@ -248,8 +254,8 @@ def discussion_lines(diffs: dict, res: dict, seeds: int) -> list:
     said = "; ".join(words)
     text = "- **Verdicts** (test half, 95% simultaneous intervals). " + (said[:1].upper() + said[1:] + ". " if words else "")
     if none:
-        text += (f"No difference is detected for {join_names(setting_md(r['name']) for r in none)}: their intervals exclude differences "
-                 f"above {max(max(-r['lo'], r['hi']) for r in none):.3f} bits, not that the settings are equal.")
+        text += (f"No difference is detected for {join_names(setting_md(r['name']) for r in none)}: their intervals rule out differences "
+                 f"above {max(max(-r['lo'], r['hi']) for r in none):.3f} bits, which does not make the settings equal.")
     lines.append(text)
     return lines
 
@@ -260,7 +266,7 @@ def conclusion_verdicts(diffs: dict) -> str:
     rows, k = diffs["rows"], diffs["k"]
     found = [f"{setting_md(r['name'])} ({'worse' if r['lo'] > 0 else 'better'})" for r in rows if r["lo"] > 0 or r["hi"] < 0]
     rest = [r for r in rows if r["lo"] <= 0 <= r["hi"]]
-    say = (lambda x: NUMBER_WORDS[x]) if k <= 10 else str
+    say = number_word
     text = (f"- **Verdicts.** Of the {say(k)} changes, " + ("only " if len(found) == 1 else "")
             + (f"{join_names(found)} {'differs' if len(found) == 1 else 'differ'} detectably from the reference"
                if found else "none differs detectably from the reference"))
