@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from collections import Counter
 
@@ -119,14 +120,18 @@ def sample_reading_summary(samples: list, corpus_text: str) -> str:
             f"{samples[-1]['update']:,}, and {when}.")
 
 
-# Where a run's duration is given: the runs of the report train two at a time, on a machine of two cores.
-SHARED_CLOCK = ("wall time, measured while other runs of this report trained beside it on the same two cores (the "
-                "appendix measures the training rate of each implementation, [Table](#tbl-speed))")
+def shared_clock() -> str:
+    """Where a run's duration is given: the report's runs train side by side in its background workers,
+    on the cores of the machine that builds it, so a duration is wall time shared with other runs."""
+    cores = os.cpu_count() or 1
+    return (f"wall time, measured while other runs of this report trained beside it on the same "
+            f"{findings.number_word(cores) + ' cores' if cores > 1 else 'core'} (the appendix measures the training "
+            "rate of each implementation, [Table](#tbl-speed))")
 
 
 def main_run_summary(run) -> str:
     return (f"The lowest smooth loss, {run.best_smooth:.2f}, came at update {run.best_update:,}. The {run.update:,} "
-            f"updates took {run.seconds:.0f} s of {SHARED_CLOCK}.")
+            f"updates took {run.seconds:.0f} s of {shared_clock()}.")
 
 
 def best_epoch(run) -> int:
