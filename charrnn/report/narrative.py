@@ -153,7 +153,7 @@ def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: 
     u_last = max(known)
     fall = f" (to {at10k:.2f} at update 10,000, {at10k / T:.2f} nats per character)" if at10k is not None else ""
     epochs, at = long.update / long.updates_per_epoch, best_epoch(long)
-    late = (", the last of the run: the smooth loss was still reaching new lows when it ended"
+    late = (", the last of the run: the smooth loss was still reaching new lows when the run ended"
             if at >= math.ceil(epochs) else f" of {epochs:.0f}")
     return f"""
 - **Start.** The first loss, {first:.2f}, equals $T \\log K = {T * math.log(K):.2f}$ to within {abs(first - T * math.log(K)):.2f}:
@@ -166,7 +166,7 @@ def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: 
   {known[0]:.0%} (short runs such as "a" or "I" match by chance); at update {u_last:,} it is
   {known[u_last]:.0%}; in the {len(text_5000):,} characters from the best model (in the HTML version),
   {known_word_fraction(text_5000, corpus_text):.0%}.
-- **Best model.** Its lowest smooth loss came in epoch {at}{late}.
+- **Best model.** The long run's lowest smooth loss came in epoch {at}{late}.
 
 *Not comparable, for scale only.* On the course's own corpus, an extract of a novel, {COURSE_FIGURES}.
 {COURSE_SOURCE} The numbers above are for `{corpus_name}`.
