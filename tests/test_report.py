@@ -18,7 +18,7 @@ NB = ROOT / "assignment4.ipynb"
 JUPYTER = [sys.executable, "-m", "jupyter"]
 SECTIONS = ["Summary", "Set-up and data", "Part I: the assignment", "The model", "Gradient check", "Training",
             "The best model", "Discussion", "Part II: beyond the assignment", "Sampling controls",
-            "Held-out evaluation", "Kneser-Ney n-grams", "Differences from the reference", "What each comparison changes",
+            "Held-out evaluation", "Kneser–Ney n-grams", "Differences from the reference", "What each comparison changes",
             "Seed-to-seed spread", "Inside the network", "Conclusion",
             "The lowest smooth loss and the text it was measured on", "Learning rates", "Trained until it stops improving"]
 FIGURES = ["smooth_loss_main_run", "smooth_loss_long_run", "sampling_temperature_top_p",
