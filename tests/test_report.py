@@ -364,10 +364,14 @@ def test_layout_problems_sees_a_figure_above_its_heading_and_a_split_list():
     assert [p[:2] for p in problems if p[0] == "list split"] == [("list split", 1)]
     facts["items"][1]["page"] = 1  # the later heading on page 1, the figure carried to page 2: past its section
     assert ("below a later heading", "fig-b", 2, "flush") in pdf.layout_problems(facts)
-    facts["items"][1]["page"], facts["items"][5]["y"] = 2, 500  # the heading on the figure's page, above it
-    facts["items"][2:4] = [{"kind": "anchor", "label": "fig-a", "headings": 1, "page": 2, "y": 100},
-                           {"kind": "figure", "label": "fig-a", "page": 2, "y": 62}]
+    facts["items"][1]["page"], facts["items"][5]["y"] = 2, 500  # the later heading on the figure's page, above it
     facts["items"][4]["page"] = 2
+    # its own section's heading on an earlier page: the top of the figure's page is in its section
+    assert ("below a later heading", "fig-b", 2, "top") in pdf.layout_problems(facts)
+    facts["items"][0] = {"kind": "heading", "page": 2, "y": 80}  # its own heading on that page too: where it stands
+    facts["items"][2:4] = [{"kind": "anchor", "label": "fig-a", "headings": 1, "page": 2, "y": 100},
+                           {"kind": "figure", "label": "fig-a", "page": 2, "y": 100}]
+    facts["items"][4]["y"] = 300
     assert ("below a later heading", "fig-b", 2, "none") in pdf.layout_problems(facts)
 
 
@@ -378,3 +382,49 @@ def test_a_float_barrier_goes_just_before_the_named_heading_once():
     once = pdf.flush_before_heading(text, 2)
     assert once == "= One\ntext\n#place.flush()\n== Two\n#figure\n=== Three\nmore"
     assert pdf.flush_before_heading(once, 2) == once
+
+
+def report_prose(typ_text: str) -> str:
+    """The body of a report's typst source as prose: from its first heading to the layout metadata,
+    without framed passages (sampled text), code, maths, image paths and labels."""
+    body = typ_text[typ_text.index("\n= "):].split("// Where the headings, image figures")[0]
+    body = re.sub(r"^#passage\(.*$", "", body, flags=re.M)
+    body = re.sub(r"```.*?```", "", body, flags=re.S)
+    body = re.sub(r"`[^`]*`", "", body)
+    body = re.sub(r"(?<!\\)\$[^$]*(?<!\\)\$", " MATH ", body)
+    body = re.sub(r'image\("[^"]*"', "", body)
+    return re.sub(r"<[a-z0-9-]+>", "", body)
+
+
+# What the report's own text (prose, captions, table cells) must not hold, with an example of each
+NOTATION_RULES = {
+    "a symbol set upright (m, B, K, T, h are italic: maths)": (r"(?<![\w$#.])[mBKTh] ?= ?[\d.]", "for m = 200 units"),
+    "e-notation (10^-6 is written as a power of ten)": (r"\b\d+(\.\d+)?e[-+]?\d+\b", "a tolerance of 1e-06"),
+    "a number of four or more digits without thousands separators": (r"(?<![\d,.\w])\d{4,}(?![\d,])", "1000 characters"),
+    "a hyphen for a minus sign": (r"(?<![\w\-\u2212])-\d", "a difference of -0.080"),
+}
+
+
+@pytest.mark.parametrize("rule", NOTATION_RULES)
+def test_quick_report_keeps_one_notation(rendered, rule):
+    """Symbols italic, small numbers as powers of ten, thousands separators, true minus signs: in the
+    report's own text; each rule catches its example (so the check itself can fail)."""
+    pattern, example = NOTATION_RULES[rule]
+    assert re.search(pattern, example)
+    prose = report_prose((rendered / "executed.typ").read_text())
+    found = [prose[max(0, m.start() - 40):m.end() + 20].replace("\n", " ") for m in re.finditer(pattern, prose)]
+    assert found == [], found[:5]
+
+
+def test_a_figure_a_few_paragraphs_before_a_passage_is_set_where_it_stands():
+    """A float before the paragraphs that lead into a passage (one may open with a link) would land
+    at the foot of the page the passage starts on, cutting into it; one further back may float."""
+    from charrnn.report import pdf
+
+    figure = "#float-figure(image(\"a.png\"),\n  lbl: <fig-{}>, placement: auto,\n)"
+    text = "\n\n".join([figure.format("far"), "A paragraph.", "Another.", "A third.", figure.format("near"),
+                        "The lowest smooth loss came late.", "#link(<psg-x>)[Passage 2] gives the samples.",
+                        "#passage([cap], ((none, (\"a\", )),), cols: 1, name: \"Passage 2\")"])
+    out = pdf.keep_figures_before_passages(text)
+    assert "lbl: <fig-near>, placement: none," in out
+    assert "lbl: <fig-far>, placement: auto," in out

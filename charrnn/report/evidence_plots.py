@@ -225,7 +225,7 @@ def plot_saturation(points: dict, ax=None):
 def plot_converged(run, lines: dict, ax=None):
     """The converged run's held-out curve against characters read, with horizontal reference
     lines ({label: bits}, e.g. the Kneser-Ney models on the same held-out text)."""
-    fig, ax = _axes(ax, (6.2, 2.6))
+    fig, ax = _axes(ax, (6.2, 2.3))
     u, bits = curve_bits(run)
     c = run.config
     xs = u * c.seq_length * c.batch_size

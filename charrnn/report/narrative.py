@@ -37,13 +37,6 @@ def gradcheck_verdict(checks: dict, tol: float, K: int, T: int = 25) -> str:
             "not a mistake.")
 
 
-def milestones(run, updates=(0, 1_000, 10_000, 30_000, 100_000)) -> tuple[list, list]:
-    """(header, rows) of the smooth loss of `run` at the given updates it reached and at its last."""
-    S = run.smooth_losses
-    at = [u for u in updates if u < len(S)] + [len(S) - 1]
-    return (["update"] + [f"{u:,}" for u in at[:-1]] + ["final"], [["smooth loss"] + [f"{S[u]:.2f}" for u in at]])
-
-
 NAME = r"[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*){0,2}"  # "King", "First Lord", "OTHELLO"
 SPEAKER_LINE = re.compile(rf"^({NAME})\.$", re.M)  # a name and a full stop alone on a line
 
@@ -318,7 +311,7 @@ def conclusion(checks: dict, tol: float, main, long, text_5000: str, samples: di
         findings.conclusion_verdicts(diffs).rstrip("\n"),
         f"- **Sampling.** In one sample of {n_sample:,} characters at each setting, lowering the temperature to 0.5 "
         f"raises the share of real words from {known['temperature 1.0 (plain)']:.0%} to {known['temperature 0.5']:.0%}, "
-        f"and top-$p$ 0.5 to {known['top-p 0.5']:.0%}, at the cost of variety ([Table](#tbl-sampling)).",
+        f"and top-$p$ 0.5 to {known['top-$p$ 0.5']:.0%}, at the cost of variety ([Table](#tbl-sampling)).",
         f"- **Against n-grams.** Trained until it stops improving, the best setting ({setting_md(best)}) scores "
         f"{conv_score:.3f} bits per character on the test half, the order-{order} Kneser\u2013Ney model {kn_best:.3f}: "
         f"the RNN is {'worse' if conv_score > kn_best else 'better'} by {abs(conv_score - kn_best):.3f} bits, and "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("report_template.typ")
 TEXT_WIDTH_IN = (21 - 2 * 2.0) / 2.54  # the template's text width (A4, its margins)
-TEXT_HEIGHT_IN = (29.7 - 2.0 - 2.4) / 2.54 - 0.9  # the page's text height, less room for a caption
+TEXT_HEIGHT_IN = (29.7 - 1.8 - 2.0) / 2.54 - 0.9  # the page's text height, less room for a caption
 
 
 def _typst_string(s: str) -> str:
@@ -72,10 +72,15 @@ def typst_from_markdown(markdown: str, md: Path, media: Path, meta_args: list) -
     return typ
 
 
-def keep_figures_before_passages(text: str) -> str:
-    """A figure or table directly before a framed passage (or before the one paragraph that leads into
-    it) is set where it stands (placement: none): a float there would be placed at the foot of the page the
-    passage starts on, cutting into the passage."""
+# A line of pandoc's typst that is a paragraph of text (it may open with a link or bold text), not a
+# figure, passage, heading, label, list item or the end of a block
+PARAGRAPH = re.compile(r"(?!#(float-figure|figure|passage|place|table|block)\b)(?![<=)\s+-])\S")
+
+
+def keep_figures_before_passages(text: str, paragraphs: int = 3) -> str:
+    """A figure or table directly before a framed passage (or before the few paragraphs, at most
+    `paragraphs`, that lead into it) is set where it stands (placement: none): a float there would be
+    placed at the foot of the page the passage starts on, cutting into the passage."""
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if not line.startswith("#passage("):
@@ -83,7 +88,9 @@ def keep_figures_before_passages(text: str) -> str:
         j = i - 1
         while j >= 0 and not lines[j].strip():
             j -= 1
-        if j >= 0 and lines[j][:1] not in ("#", "<", "=", ")", " ", "-", "+"):  # one paragraph of text
+        for _ in range(paragraphs):  # paragraphs of text: each one line (pandoc's --columns=1000)
+            if j < 0 or not PARAGRAPH.match(lines[j]):
+                break
             j -= 1
             while j >= 0 and not lines[j].strip():
                 j -= 1
@@ -117,8 +124,8 @@ def compile_pdf(typ: Path, pdf: Path) -> None:
     the float rules (layout_problems) applied and the document compiled again, until none is broken
     or nothing more can be done. A figure placed above its section's heading goes to the foot of a
     page instead (`placement: bottom`); one placed below a later section's heading is set where it
-    stands, or at the top of its page if that heading is on it and the figure stands on an earlier page;
-    one carried past a later heading on an earlier page is placed before that heading (place.flush). A list split by a figure: the figure
+    stands, or at the top of its page if its own section's heading is on an earlier page; one carried
+    past a later heading on an earlier page is placed before that heading (place.flush). A list split by a figure: the figure
     is set where it stands if it stands just before the list on that page, or goes to the foot of
     the page if it stands just after the list on the page where the list ends; else the list is kept
     whole on one page if it fits on one and moving it leaves at most a quarter of its page empty
@@ -185,10 +192,10 @@ def kind_of(facts: dict, kind: str) -> list:
 def layout_problems(facts: dict) -> list:
     """What breaks the float rules, as (kind, what, ...): ("figure above its heading", label), a
     figure (or table) placed above the heading of the section it is shown in; ("below a later
-    heading", label, n, fix), one placed after the n-th heading (from 1), a later section's (fix: "top"
-    of its page when that heading is on it and the figure stands in the text on an earlier page;
-    "none", where it stands, when that heading is on its page; "flush", pending floats placed before
-    that heading, when the heading is on an earlier page); ("list split", n, height, gap, later),
+    heading", label, n, fix), one placed after the n-th heading (from 1), a later section's (fix:
+    "flush", pending floats placed before that heading, when the heading is on an earlier page; else
+    "top" of its page when its own section's heading is on an earlier page; else "none", where it
+    stands); ("list split", n, height, gap, later),
     the n-th list (from 1) runs over a page break with a figure placed beside it, on its first page
     below its start or on a later page above its end (height: the list's height with the figure,
     gap: the room from its start, or from the heading just above it, to the foot of its first page,
@@ -205,10 +212,10 @@ def layout_problems(facts: dict) -> list:
         if anchor["headings"] and at(top) < at(headings[anchor["headings"] - 1]):
             problems.append(("figure above its heading", anchor["label"]))
         later = [(n, h) for n, h in enumerate(headings[anchor["headings"]:], anchor["headings"] + 1) if at(h) < at(top)]
-        if later:  # above the heading on its page, if the heading is on the figure's page but not on the anchor's
+        if later:
             n, h = later[0]
-            fix = ("top" if h["page"] == top["page"] != anchor["page"] else "none" if h["page"] == top["page"]
-                   else "flush")
+            own = headings[anchor["headings"] - 1]["page"] if anchor["headings"] else 0
+            fix = "flush" if h["page"] < top["page"] else "top" if own < top["page"] else "none"
             problems.append(("below a later heading", anchor["label"], n, fix))
     for n, (start, end) in enumerate(zip(kind("list"), kind("list-end")), 1):
         if start["page"] == end["page"]:

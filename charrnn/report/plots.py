@@ -165,7 +165,7 @@ def gradcheck_table(checks: dict):
     """(header, rows) of the gradient-check table: one row per check ({label: table of `gradcheck`}),
     one column per gradient with its maximum relative error, then the largest absolute error."""
     names = list(next(iter(checks.values())))
-    header = ["check"] + [f"d{n}" for n in names] + ["max abs. error"]
+    header = ["check"] + [f"$d{n}$" for n in names] + ["max abs. error"]
     rows = [[label] + [sci(table[n]["max_rel"]) for n in names]
             + [sci(max(table[n]["max_abs"] for n in names))] for label, table in checks.items()]
     return header, rows
@@ -213,7 +213,7 @@ def panel_lines(text: str, width: int = 44) -> list:
 def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
     """A grid of monospace text panels: panels is a list of (title, text). Newlines of the text are
     drawn as return signs, an empty line as a gap of half a line, and long lines continue with a
-    hanging indent (see panel_lines). The
+    hanging indent (see panel_lines); the text is drawn literally, the titles (ours) with their maths. The
     figure is as wide as the page's text (6.25 in plus padding), so the type is printed at `fontsize` points."""
     import matplotlib.pyplot as plt
 
@@ -234,7 +234,7 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         r, c = divmod(k, ncols)
         top = H - sum(row_h[:r])
         x = c * col_w / W
-        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold", **LITERAL)
+        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold", usetex=False)  # ours: $p$ is maths
         y = top - title_h
         for line in lines:
             if line in ("", "\u21b5"):  # an empty line of the text: a gap of half a line, no sign drawn

@@ -97,14 +97,14 @@ def summary_rows(res: dict, diffs: dict) -> list:
         val = np.asarray([x for x in r["scores"] if np.isfinite(x)])
         test = np.asarray([x for x in r["test"] if np.isfinite(x)])
         d = compared.get(n)
-        against = ([signed(d["diff"]), f"{signed(d['lo'])} to {signed(d['hi'])}" + (" (Welch)" if d["method"] == "Welch" else ""),
-                    stats.short_verdict(d)] if d else ["", "", ""])
+        against = ([f"{signed(d['diff'])} ({signed(d['lo'])} to {signed(d['hi'])})"
+                    + (", Welch" if d["method"] == "Welch" else ""), stats.short_verdict(d)] if d else ["", ""])
         rows.append([setting_md(n), f"{r['eta']:g}", f"{val.mean():.3f}", f"{test.mean():.3f} ({test.std(ddof=1):.3f})",
                      *against])
     return rows
 
 
-SUMMARY_HEADER = ["setting", "tuned rate", "validation mean", "test mean (sd)", "difference", "95% interval", "verdict"]
+SUMMARY_HEADER = ["setting", "rate", "validation mean", "test mean (sd)", "difference (95% interval)", "verdict"]
 
 
 def grid_text() -> str:
