@@ -170,3 +170,16 @@ def test_the_sampling_controls_draw_from_a_stream_other_than_the_best_models_pas
     passages = re.findall(r"rng = np\.random\.default_rng\(([^\n]*)\)\n[^\n]*rc\.synthesize\(", code)
     controls = re.findall(r"rc\.sample_text\([^\n]*np\.random\.default_rng\((.*?)\), PRIME", code)
     assert passages and controls and set(passages).isdisjoint(controls), (passages, controls)
+
+
+def test_panel_titles_are_literal_unless_the_caller_asks_for_their_maths():
+    """Corpus text and titles from elsewhere are drawn as written ($ kept); the report's own titles
+    ("top-$p$ 0.5", "$r$ = +0.37") may ask for their maths."""
+    from matplotlib.text import Text
+
+    def title_math(**kw):
+        fig = plots.plot_text_panels([("top-$p$ 0.5", "cost $5")], **kw)
+        (title,) = [t for t in fig.findobj(Text) if t.get_text() == "top-$p$ 0.5"]
+        return bool(title._preprocess_math(title.get_text())[1])
+
+    assert not title_math() and title_math(math_titles=True)

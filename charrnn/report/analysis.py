@@ -130,7 +130,7 @@ def feature_excerpt(text: str, mask, width: int = 70, max_rows: int = 6) -> tupl
     return where
 
 
-def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6):
+def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6, math_titles: bool = False):
     """One panel per (title, acts) or (title, acts, mask): `text` on a character grid (at most
     `max_rows` lines of `width` characters), each cell coloured by the activation (acts: one per
     character of text, in [-1, 1]; the lighter the higher, see ACTIVATION_COLOURS), the colour scale
@@ -162,8 +162,9 @@ def plot_activation_panels(text: str, panels, width: int = 70, max_rows: int = 6
                     ax.plot([j - 0.5, j + 0.5], [i + 0.42, i + 0.42], color="black", lw=1.2, solid_capstyle="butt")
         ax.set_xlim(-0.5, width - 0.5), ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xticks([]), ax.set_yticks([])
-        # a true minus; the title is ours, so its maths ($r$) is set
-        ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left", usetex=False)
+        # a true minus; the title drawn literally unless `math_titles` (the caller's own, with maths such as $r$)
+        ax.set_title(re.sub(r"(?<![\w.])-(?=\d)", "\u2212", title), fontsize=9, loc="left",
+                     **({"usetex": False} if math_titles else LITERAL))
     bar = fig.colorbar(image, ax=axes[:, 0], orientation="horizontal", shrink=0.45, aspect=30, pad=0.02,
                        ticks=[-1, -0.5, 0, 0.5, 1])
     bar.set_label("activation of the unit after reading the character (tanh, from \u22121 to 1)", fontsize=8.5)

@@ -133,6 +133,8 @@ def plot_sweeps(sweeps: dict, ncols: int = 4, reference: str = "reference"):
     ax0 = axes[0, 0]
     ax0.set_xscale("log")
     _zoom(ax0, shown, above=1.0, note=None)
+    lo, hi = ax0.get_ylim()
+    ax0.set_ylim(lo - 0.05 * (hi - lo), hi)  # room for the ring of a tuned rate at the lowest score
     above = bool(shown) and max(shown) > ax0.get_ylim()[1]
     for ax in axes.ravel()[len(labels):]:
         ax.axis("off")
@@ -269,7 +271,8 @@ def plot_comparison_panels(panels: dict, size=(6.4, 5.9)):
     """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
     panel title to ({label: [Run per seed]}, x) with x "characters" or "updates" (updates on a log
     axis: runs of 80,000 and of 2,500 updates in one panel). The legend sits at the upper right of
-    each panel (where the falling curves are low); a free slot holds the key to the lines and bands."""
+    each panel (where the falling curves are low), at the lower left of one against updates; a free
+    slot holds the key to the lines and bands."""
     import matplotlib.pyplot as plt
 
     from matplotlib.ticker import MaxNLocator
@@ -284,12 +287,12 @@ def plot_comparison_panels(panels: dict, size=(6.4, 5.9)):
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("held-out bits per character" if k % 2 == 0 else "", fontsize=9)
         ax.tick_params(labelsize=8)
-        if x == "updates":
+        if x == "updates":  # on a log axis the runs with fewer updates end to the left: the lower left is free
             ax.set_xscale("log")
             ax.set_xlabel("updates (log scale)", fontsize=ax.xaxis.label.get_fontsize())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(5))  # "80,000" and its neighbours clear of each other
-        ax.legend(fontsize=8, loc="upper right", handlelength=3)
+        ax.legend(fontsize=8, loc="lower left" if x == "updates" else "upper right", handlelength=3)
     key = ("Each line: the mean of the seeds' held-out\nscores; each band: from the lowest to the\n"
            "highest seed. The same runs are drawn\nagainst characters read and against updates.")
     if above:

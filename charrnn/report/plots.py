@@ -120,8 +120,8 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
-    if best:  # red, ringed in black: it stands out from the curve in grey too
-        ax.plot(run.best_update, s[run.best_update], "o", ms=8, color="#d62728", mec="black", mew=1.3, zorder=3,
+    if best:  # an open ring, so the curve's dip to the lowest point shows inside it; thick, so it reads in grey too
+        ax.plot(run.best_update, s[run.best_update], "o", ms=10, mfc="none", mec="#d62728", mew=2.0, zorder=3,
                 label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
     ax.xaxis.label.set_fontsize(9)
     millions_axis(ax, f"updates (dotted lines: epoch boundaries, {per:,} updates each)", len(s))
@@ -210,10 +210,11 @@ def panel_lines(text: str, width: int = 44) -> list:
     return out
 
 
-def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
+def plot_text_panels(panels, ncols=2, width=44, fontsize=8, math_titles=False):
     """A grid of monospace text panels: panels is a list of (title, text). Newlines of the text are
     drawn as return signs, an empty line as a gap of half a line, and long lines continue with a
-    hanging indent (see panel_lines); the text is drawn literally, the titles (ours) with their maths. The
+    hanging indent (see panel_lines); the text is drawn literally, and so are the titles unless
+    `math_titles` (titles of the caller's own, such as "top-$p$ 0.5", with their maths set). The
     figure is as wide as the page's text (6.25 in plus padding), so the type is printed at `fontsize` points."""
     import matplotlib.pyplot as plt
 
@@ -234,7 +235,8 @@ def plot_text_panels(panels, ncols=2, width=44, fontsize=8):
         r, c = divmod(k, ncols)
         top = H - sum(row_h[:r])
         x = c * col_w / W
-        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold", usetex=False)  # ours: $p$ is maths
+        fig.text(x, top / H, title, fontsize=9, va="top", ha="left", weight="bold",
+                 **({"usetex": False} if math_titles else LITERAL))
         y = top - title_h
         for line in lines:
             if line in ("", "\u21b5"):  # an empty line of the text: a gap of half a line, no sign drawn

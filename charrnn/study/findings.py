@@ -97,14 +97,14 @@ def summary_rows(res: dict, diffs: dict) -> list:
         val = np.asarray([x for x in r["scores"] if np.isfinite(x)])
         test = np.asarray([x for x in r["test"] if np.isfinite(x)])
         d = compared.get(n)
-        against = ([f"{signed(d['diff'])} ({signed(d['lo'])} to {signed(d['hi'])})"
+        against = ([f"{signed(d['diff'])} ({signed(d['lo'])}, {signed(d['hi'])})"
                     + (", Welch" if d["method"] == "Welch" else ""), stats.short_verdict(d)] if d else ["", ""])
         rows.append([setting_md(n), f"{r['eta']:g}", f"{val.mean():.3f}", f"{test.mean():.3f} ({test.std(ddof=1):.3f})",
                      *against])
     return rows
 
 
-SUMMARY_HEADER = ["setting", "rate", "validation mean", "test mean (sd)", "difference (95% interval)", "verdict"]
+SUMMARY_HEADER = ["setting", "rate", "validation", "test (sd)", "difference (95% interval)", "verdict"]
 
 
 def grid_text() -> str:
@@ -280,7 +280,8 @@ def conclusion_verdicts(diffs: dict) -> str:
 def final_rows(res: dict, best: str, conv, conv_half: dict, ngram_val: dict, ngram_test: dict, order: int,
                mix: dict, mix_order: int) -> list:
     """The final table's rows: model, what was chosen on the validation half, validation bits, test bits."""
-    return [[f"RNN, {setting_md(best)}, comparison budget, mean of {len(res[best]['test'])} seeds", "setting and rate",
+    budget = res[best]["runs"][0].update if res[best]["runs"][0] is not None else res[best]["config"].max_updates
+    return [[f"RNN, {setting_md(best)}, {budget:,} updates ({len(res[best]['test'])} seeds)", "setting, rate",
              f"{np.mean(res[best]['scores']):.3f}", f"{np.mean(res[best]['test']):.3f}"],
             [f"RNN, {setting_md(best)}, {conv.update:,} updates", "setting, rate (stopping: all blocks)",
              f"{conv_half['validation']:.3f}", f"{conv_half['test']:.3f}"],
@@ -289,7 +290,7 @@ def final_rows(res: dict, best: str, conv, conv_half: dict, ngram_val: dict, ngr
              f"{mix['fit_mixture']:.3f}", f"{mix['mixture']:.3f}"]]
 
 
-FINAL_HEADER = ["model", "chosen on the validation half", "validation bits/char", "test bits/char"]
+FINAL_HEADER = ["model", "chosen on validation", "validation bits/char", "test bits/char"]
 
 
 def stability_text(res: dict) -> str:

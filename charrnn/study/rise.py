@@ -61,7 +61,7 @@ def rise_rows(runs_by_update: dict, held: np.ndarray, text: str, fraction: float
         idx = [i for i, q in enumerate(plays) if q == p]
         rows.append([p, str(len(idx))] + [f"{per_block[u][idx].mean():.3f}" for u in runs_by_update])
     rows.append(["all blocks", str(len(plays))] + [f"{v.mean():.3f}" for v in per_block.values()])
-    return ["play of the held-out blocks", "blocks"] + [f"update {u:,}" for u in runs_by_update], rows
+    return ["play", "blocks"] + [f"update {u:,}" for u in runs_by_update], rows
 
 
 def plays_read(train_text: str, seq_length: int, u0: int, u1: int) -> list:
