@@ -141,7 +141,7 @@ def test_geometry_check_sees_a_figure_past_the_bottom_margin(tmp_path):
     """The check of check_geometry can fail: an image taller than the page, placed without scaling."""
     from PIL import Image
 
-    Image.new("RGB", (100, 400), "white").save(tmp_path / "tall.png")
+    Image.new("RGB", (100, 440), "white").save(tmp_path / "tall.png")  # 11 in at 2.5 in wide: taller than the text
     (tmp_path / "doc.md").write_text("Text.\n\n![**Figure 1.** Too tall.](tall.png){width=2.5in}\n")
     import pypandoc
 
