@@ -290,7 +290,7 @@ def final_rows(res: dict, best: str, conv, conv_half: dict, ngram_val: dict, ngr
              f"{mix['fit_mixture']:.3f}", f"{mix['mixture']:.3f}"]]
 
 
-FINAL_HEADER = ["model", "chosen on validation", "validation bits/char", "test bits/char"]
+FINAL_HEADER = ["model", "chosen on validation", "validation", "test"]
 
 
 def stability_text(res: dict) -> str:
