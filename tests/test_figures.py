@@ -145,17 +145,26 @@ def test_series_are_told_apart_without_colour():
     assert len({k[1:] for k in evidence_plots.VERDICT_STYLE.values()}) == 3
 
 
-def test_the_comparison_panels_say_once_that_the_first_evaluations_are_above_the_frames():
+def test_the_comparison_panels_share_one_legend_that_covers_no_curve():
+    """Each setting keeps one style in every panel; one legend for all, in the free slot (no panel has
+    a legend of its own over its curves), with the key and, once, the note on the first evaluations."""
     groups = {"reference": [fake_run(2.5, s) for s in range(3)], "Adam": [fake_run(2.6, s + 9) for s in range(3)]}
-    fig = evidence_plots.plot_comparison_panels({"Optimisers": (groups, "characters"), "Again": (groups, "updates"),
+    other = {"reference": groups["reference"], "B = 8": [fake_run(2.7, s + 20) for s in range(3)]}
+    fig = evidence_plots.plot_comparison_panels({"Optimisers": (groups, "characters"), "Again": (other, "updates"),
                                                  "Third": (groups, "characters")})
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert len(panels) == 3 and not any(ax.texts for ax in panels)  # no note of its own over a panel's title
-    key = [t.get_text() for ax in fig.axes if not ax.get_title() for t in ax.texts]  # the free fourth slot
-    assert len(key) == 1 and "\u2191 In each panel the first evaluations" in key[0]
+    assert len(panels) == 3 and not any(ax.texts or ax.get_legend() for ax in panels)
+    (free,) = [ax for ax in fig.axes if not ax.get_title()]  # the free fourth slot
+    assert [t.get_text() for t in free.get_legend().get_texts()] == [
+        "reference (3 seeds)", "Adam (3 seeds)", "$B$ = 8 (3 seeds)"]
+    assert len(free.texts) == 1 and "\u2191 The first evaluations are above the frames" in free.texts[0].get_text()
     assert panels[1].get_xscale() == "log" and panels[0].get_xscale() == "linear"  # updates: a log axis
+    style = lambda ax, label: next((ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()  # noqa: E731
+                                   if ln.get_label().startswith(label))
+    assert style(panels[0], "reference") == style(panels[1], "reference")  # one style per setting
+    assert style(panels[0], "Adam") != style(panels[1], "$B$ = 8")
     fig = evidence_plots.plot_comparison_panels({"Optimisers": (groups, "characters"), "Again": (groups, "updates")})
-    assert fig.get_suptitle().startswith("\u2191")  # no free slot: the note goes above the panels
+    assert fig.legends and any("\u2191" in t.get_text() for t in fig.texts)  # no free slot: above and below
     assert all(distinct_styles([ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]) for ax in panels)
 
 

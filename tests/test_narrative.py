@@ -58,6 +58,9 @@ def test_the_conclusions_verdicts_are_brief_and_computed():
     one = findings.conclusion_verdicts(_diffs([("Adam", -0.08, 0.09), ("m = 50", 0.003, 0.174), ("B = 8", -0.15, 0.02)]))
     assert one.startswith("- **Verdicts.** Of the three changes, only $m = 50$ (worse) differs detectably")
     assert "the intervals of the other two rule out differences above 0.150 bits" in one
+    assert "($m = 50$: the interval's end nearest zero is +0.003 bits, a narrow call)" in one
+    clear = findings.conclusion_verdicts(_diffs([("m = 50", 0.05, 0.174)]))
+    assert "narrow" not in clear
     none = findings.conclusion_verdicts(_diffs([("Adam", -0.08, 0.09), ("B = 8", -0.15, 0.02)]))
     assert "none differs detectably" in none and "all of them rule out differences above 0.150" in none
 

@@ -132,9 +132,11 @@ def test_stability_counts_the_verdicts_one_left_out_seed_changes():
     rng = np.random.default_rng(9)
     far = {n: {"test": list(s)} for n, s in _scores(rng, [2.8, 3.3] + [2.8] * 6).items()}  # Adam 10 spreads worse
     two = {n: far[n] for n in ("reference", "Adam")}
-    assert findings.stability_text(two) == "Leaving out any one of the 12 seeds changes 0 of the 1 verdicts at most (0% of the seeds change any)."
+    assert findings.stability_text(two) == ("How firm the verdicts are: dropping one seed at a time (each of the 12 in "
+                                            "turn) and redoing the comparisons changes at most 0 of the 1 verdicts; 0 of "
+                                            "the 12 drops change any.")
     # a difference at the edge of detection: some left-out seed flips it
     edge = {"reference": {"test": [2.80, 2.85, 2.75, 2.80]}, "Adam": {"test": [2.88, 2.93, 2.83, 2.95]}}
     d = stats.differences({n: v["test"] for n, v in edge.items()})
     assert d["rows"][0]["lo"] > 0  # detected with every seed
-    assert "changes 1 of the 1 verdicts" in findings.stability_text(edge)
+    assert "changes at most 1 of the 1 verdicts" in findings.stability_text(edge)

@@ -60,16 +60,17 @@ def plot_heldout_curve(run, ax=None):
     return fig
 
 
-def plot_seed_curves(groups: dict, ax=None, x="characters", note=True):
+def plot_seed_curves(groups: dict, ax=None, x="characters", note=True, styles=None):
     """Held-out curves of several settings ({label: [Run per seed]}): the mean over the seeds as a
     line, the range between the lowest and the highest seed as a band; against characters read
-    (updates x T x B), updates or training seconds. Each setting has its own line style and marker.
+    (updates x T x B), updates or training seconds. Each setting has its own line style and marker
+    (`styles`: {label: index of series_style}, else the reference first and the others in order).
     The y range is zoomed on where the curves end; `note`: say so above the plot when the first
     evaluations are above the frame (a figure of several panels says it once instead)."""
     fig, ax = _axes(ax)
     shown = []
     others = [label for label in groups if label != "reference"]  # the reference keeps the first style in every plot
-    style_of = {label: i + ("reference" in groups) for i, label in enumerate(others)} | {"reference": 0}
+    style_of = styles or {label: i + ("reference" in groups) for i, label in enumerate(others)} | {"reference": 0}
     for label, runs in groups.items():
         i = style_of[label]
         runs = [r for r in runs if r is not None]
@@ -270,38 +271,47 @@ def plot_stretches(run, stretch: int = 1000, epochs=None):
 def plot_comparison_panels(panels: dict, size=(6.4, 5.9)):
     """One panel of held-out curves (`plot_seed_curves`) per comparison, two columns: `panels` maps a
     panel title to ({label: [Run per seed]}, x) with x "characters" or "updates" (updates on a log
-    axis: runs of 80,000 and of 2,500 updates in one panel). The legend sits at the upper right of
-    each panel (where the falling curves are low), at the lower left of one against updates; a free
-    slot holds the key to the lines and bands."""
+    axis: runs of 80,000 and of 2,500 updates in one panel). Each setting has one style in every
+    panel, and one legend for them all sits in the free slot (above the panels if there is none),
+    where it covers no curve, with the key to the lines and bands."""
     import matplotlib.pyplot as plt
-
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    seeds = {}  # every setting drawn, the reference first: its style is the first
+    for groups, _ in panels.values():
+        for label, runs in groups.items():
+            seeds[label] = sum(r is not None for r in runs)
+    names = sorted(seeds, key=lambda n: n != "reference")
+    styles = {n: i for i, n in enumerate(names)}
     rows = (len(panels) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=size, squeeze=False, layout="constrained")
     above = False
     for k, (ax, (title, (groups, x))) in enumerate(zip(axes.ravel(), panels.items())):
-        plot_seed_curves(groups, ax=ax, x=x, note=False)
+        plot_seed_curves(groups, ax=ax, x=x, note=False, styles=styles)
+        ax.get_legend().remove()
         top = ax.get_ylim()[1]
         above |= any(np.nanmax(curve_bits(r)[1]) > top for runs in groups.values() for r in runs if r is not None)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("held-out bits per character" if k % 2 == 0 else "", fontsize=9)
         ax.tick_params(labelsize=8)
-        if x == "updates":  # on a log axis the runs with fewer updates end to the left: the lower left is free
+        if x == "updates":
             ax.set_xscale("log")
             ax.set_xlabel("updates (log scale)", fontsize=ax.xaxis.label.get_fontsize())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(5))  # "80,000" and its neighbours clear of each other
-        ax.legend(fontsize=8, loc="lower left" if x == "updates" else "upper right", handlelength=3)
-    key = ("Each line: the mean of the seeds' held-out\nscores; each band: from the lowest to the\n"
-           "highest seed. The same runs are drawn\nagainst characters read and against updates.")
+    handles = [Line2D([], [], lw=1.4, ms=4, mfc="white", **series_style(styles[n]), label=f"{math_name(n)} ({seeds[n]} seeds)")
+               for n in names]
+    key = "Lines: the mean of the seeds;\nbands: from the lowest to the highest seed."
     if above:
-        key += "\n\n\u2191 In each panel the first evaluations\nare above the frame."
+        key += "\n\u2191 The first evaluations are above the frames."
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     if len(panels) < axes.size:
-        axes.ravel()[len(panels)].text(0.05, 0.5, key, fontsize=8.5, va="center", ha="left", color="0.2")
-    elif above:
-        fig.suptitle("\u2191 in each panel the first evaluations are above the frame", fontsize=8, color="0.3",
-                     x=0.02, ha="left")
+        free = axes.ravel()[len(panels)]
+        free.legend(handles=handles, loc="upper center", ncol=2, fontsize=8, frameon=False, handlelength=3)
+        free.text(0.5, 0.02, key, fontsize=8, va="bottom", ha="center", color="0.2", transform=free.transAxes)
+    else:
+        fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=8, frameon=False, handlelength=3)
+        fig.text(0.5, 0.0, key.replace("\n", " "), fontsize=8, ha="center", va="top", color="0.2")
     return fig

@@ -138,7 +138,7 @@ def long_run_summary(run) -> str:
             f"{run.seconds / 60:.1f} minutes of wall time in all, with other runs training beside it.")
 
 
-def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: str, K: int) -> str:
+def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: str, K: int, text_1000: str = "") -> str:
     """The discussion of Part I: the start, the learning curve, the samples, the best model, the speed."""
     T, S = main.config.seq_length, main.smooth_losses
     first, at10k = S[0], (S[10_000] if len(S) > 10_000 else None)
@@ -146,6 +146,8 @@ def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: 
     u_last = max(known)
     fall = f" (to {at10k:.2f} at update 10,000, {at10k / T:.2f} nats per character)" if at10k is not None else ""
     epochs, at = long.update / long.updates_per_epoch, best_epoch(long)
+    passage_1000 = (f" {known_word_fraction(text_1000, corpus_text):.0%} in the {len(text_1000):,} characters of "
+                    "[Passage](#psg-best-1000) and" if text_1000 else "")
     late = (", the last of the run: the smooth loss was still reaching new lows when the run ended"
             if at >= math.ceil(epochs) else f" of {epochs:.0f}")
     return f"""
@@ -157,8 +159,8 @@ def part1_discussion(main, long, corpus_text: str, text_5000: str, corpus_name: 
 - **Samples.** A crude but computed measure of the samples: the share of their letter runs that are
   words of the corpus. At update 0, when every character is about equally likely, it is
   {known[0]:.0%} (short runs such as "a" or "I" match by chance); at update {u_last:,} it is
-  {known[u_last]:.0%}; in the {len(text_5000):,} characters from the best model (in the HTML version),
-  {known_word_fraction(text_5000, corpus_text):.0%}.
+  {known[u_last]:.0%}; from the best model,{passage_1000} {known_word_fraction(text_5000, corpus_text):.0%} in the
+  {len(text_5000):,} characters of the HTML version.
 - **Best model.** The long run's lowest smooth loss came in epoch {at}{late}.
 
 *Not comparable, for scale only.* On the course's own corpus, an extract of a novel, {COURSE_FIGURES}.
@@ -232,9 +234,9 @@ def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, k
              "over all held-out blocks: they are not kept block by block, so the stopping point is the one choice that "
              f"has seen the test half). It is a plateau, not a floor: over the second half of the run the score fell by "
              f"{per_doubling:.3f} bits for each doubling of the updates{trend}.",
-             f"- **Against the n-gram.** On the test half the RNN scores {conv_score:.3f} bits per character, the "
-             f"order-{order} Kneser\u2013Ney model {kn_best:.3f}: the RNN is {'worse' if conv_score > kn_best else 'better'} "
-             f"by {abs(conv_score - kn_best):.3f} bits."]
+             f"- **Against the n-gram.** On the test half the RNN is {'worse' if conv_score > kn_best else 'better'} "
+             f"than the order-{order} Kneser\u2013Ney model by {abs(conv_score - kn_best):.3f} bits per character "
+             "([Table](#tbl-converged))."]
     if conv_score > kn_best:
         why = (f"Its loss on its own training text, {conv_train:.3f} bits per character, is above the n-gram's loss on "
                f"text it never saw, {kn_best:.3f}. So the network underfits: it is limited by its capacity or by its "
@@ -242,10 +244,10 @@ def converged_notes(conv, stopped: bool, conv_score: float, conv_train: float, k
                f"Its training loss, {conv_train:.3f} bits per character, is below the n-gram's held-out loss, and its "
                f"held-out score is {signed(conv_score - conv_train)} bits from its training loss. So it fits the training "
                "text but does not generalise as well.")
-        lines.append(f"- **Why.** {why} Whether a larger network would close the gap is not answered here: the "
-                     "capacity comparison above is at the short comparison budget, where it measures learning speed as "
-                     f"much as capacity. As a model, the order-{order} n-gram holds {stored_counts:,} stored counts; the "
-                     f"RNN has {sum(v.size for v in conv.params.values()):,} parameters.")
+        lines[-1] += (f" {why} Whether a larger network would close the gap is not answered here: the "
+                      "capacity comparison above is at the short comparison budget, where it measures learning speed as "
+                      f"much as capacity. As a model, the order-{order} n-gram holds {stored_counts:,} stored counts; the "
+                      f"RNN has {sum(v.size for v in conv.params.values()):,} parameters.")
     better = min(mix["rnn"], mix["ngram"])
     ngram = f"the order-{mix_order} n-gram" if mix_order is not None else "the n-gram"
     lines.append(f"- **Mixture.** With $\\lambda = {mix['lam']:.3f}$ the mixture of the RNN with {ngram} scores "

@@ -120,8 +120,8 @@ def plot_smooth_loss(run, ax=None, mark_best=False, title=None, max_points=4000)
     per = run.updates_per_epoch
     for e in range(1, int(np.ceil(len(s) / per))):
         ax.axvline(e * per, color="0.75", lw=0.8, ls=":", zorder=0)
-    if best:  # an open ring, so the curve's dip to the lowest point shows inside it; thick, so it reads in grey too
-        ax.plot(run.best_update, s[run.best_update], "o", ms=10, mfc="none", mec="#d62728", mew=2.0, zorder=3,
+    if best:  # an open ring under the curve, so the curve's dip to the lowest point shows through it; thick for grey
+        ax.plot(run.best_update, s[run.best_update], "o", ms=11, mfc="none", mec="#d62728", mew=2.0, zorder=1.5,
                 label=f"lowest {run.best_smooth:.2f} at update {run.best_update:,}")
     ax.xaxis.label.set_fontsize(9)
     millions_axis(ax, f"updates (dotted lines: epoch boundaries, {per:,} updates each)", len(s))

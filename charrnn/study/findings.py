@@ -270,6 +270,11 @@ def conclusion_verdicts(diffs: dict) -> str:
     text = (f"- **Verdicts.** Of the {say(k)} changes, " + ("only " if len(found) == 1 else "")
             + (f"{join_names(found)} {'differs' if len(found) == 1 else 'differ'} detectably from the reference"
                if found else "none differs detectably from the reference"))
+    # an interval that only just excludes zero: its end nearest zero within a tenth of its other end
+    close = [r for r in rows if 0 < r["lo"] < 0.1 * r["hi"] or 0.1 * r["lo"] < r["hi"] < 0]
+    for r in close:
+        text += (f" ({setting_md(r['name'])}: the interval's end nearest zero is "
+                 f"{signed(r['lo'] if r['lo'] > 0 else r['hi'])} bits, a narrow call)")
     if rest:
         bound = max(max(-r["lo"], r["hi"]) for r in rest)
         text += (f"; the intervals of {'the other ' + say(len(rest)) if found else 'all of them'} rule out differences "
@@ -304,5 +309,6 @@ def stability_text(res: dict) -> str:
             fewer = dict(scores, **{n: s[:k] + s[k + 1:]})
             flips.append(sum(stats.short_verdict(r) != base[r["name"]] for r in stats.differences(fewer)["rows"]))
     flips = np.array(flips)
-    return (f"Leaving out any one of the {len(flips)} seeds changes {flips.max()} of the {len(base)} verdicts at most "
-            f"({np.mean(flips > 0):.0%} of the seeds change any).")
+    return (f"How firm the verdicts are: dropping one seed at a time (each of the {len(flips)} in turn) and redoing "
+            f"the comparisons changes at most {flips.max()} of the {len(base)} verdicts; {int(np.sum(flips > 0))} of the "
+            f"{len(flips)} drops change any.")

@@ -94,10 +94,11 @@ def rise_text(header: list, rows: list, updates: list, train_text: str, seq_leng
         k = len(updates) - 1
         text += _change_sentence(rows, k + 1, k + 2, updates[k - 1], updates[k],
                                  plays_read(train_text, seq_length, updates[k - 1], updates[k]))
-    return text + ("A network reading the text in order fits the play it is reading (its names, its speakers' tags, "
-                   "its words) at the expense of the others, so its held-out curve moves with where it stands in the "
+    return text + ("The numbers fit one reading, from one seed and two rises (an explanation, not a controlled test): a "
+                   "network reading the text in order fits the play it is reading (its names, its speakers' tags, its "
+                   "words) at the expense of the others, so its held-out curve moves with where it stands in the "
                    "text; runs reading random locations, shuffled chunks or several streams at once see every play "
-                   "all the time and their curves never rise. This is why every run is scored on "
+                   "all the time and their curves never rise. Either way, every run is scored on "
                    "its final parameters, after the same characters: all seeds of an in-order setting then stand at "
                    f"the same place in the text. That place is part of what is compared, though: the in-order settings "
                    f"are scored where the budget leaves them, reading {join_names(plays_read(train_text, seq_length, updates[-1] - 1, updates[-1]))}, "
