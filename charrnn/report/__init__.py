@@ -1,6 +1,6 @@
 """The report: what the notebook shows and how it becomes HTML and PDF. Modules:
     plots           figures and tables of Part I, and the text layout of the sample panels
-    evidence_plots  figures of Part II (held-out curves, sweeps, seed scores)
+    evidence_plots  figures of Part II (held-out curves, sweeps, differences, saturation)
     analysis        hidden units and next-character candidates of a trained network
     narrative       the report's prose with its computed numbers, as Markdown
     captions        numbered figures, tables and passages with their captions

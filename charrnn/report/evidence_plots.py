@@ -151,26 +151,6 @@ def plot_sweeps(sweeps: dict, ncols: int = 4, reference: str = "reference"):
     return fig
 
 
-def plot_seed_scores(scores: dict, ax=None):
-    """Every seed's score of every setting ({label: [bits per seed]}) as dots, the mean as a bar."""
-    fig, ax = _axes(ax)
-    labels = list(scores)
-    for i, label in enumerate(labels):
-        s = np.asarray(scores[label], dtype=float)
-        s = s[np.isfinite(s)]
-        # seeds side by side (a small horizontal spread), so that equal scores show as separate dots
-        ax.plot(i + (np.arange(len(s)) - (len(s) - 1) / 2) * 0.07, s, "o", color="C0", ms=5, alpha=0.8)
-        ax.plot([i - 0.3, i + 0.3], [s.mean()] * 2, color="C3", lw=2)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, fontsize=8.5, rotation=30, ha="right")
-    ax.set_ylabel("held-out bits per character")
-    ax.grid(alpha=0.3, axis="y")
-    ax.plot([], [], "o", color="C0", label="one seed")
-    ax.plot([], [], color="C3", lw=2, label="mean")
-    ax.legend(fontsize=8.5)
-    return fig
-
-
 # verdict: (colour, marker, marker face) -- told apart in grey by the marker: a filled square, a
 # filled diamond, a white circle
 VERDICT_STYLE = {"ref": ("#b2182b", "s", None), "set": ("#1a9850", "D", None), "none": ("#2166ac", "o", "white")}
